@@ -1,0 +1,1 @@
+"""eqforge: LLM-driven scientific equation discovery."""

@@ -1,0 +1,209 @@
+"""Scoring programs against a problem: policy, sandboxed fit, trusted metrics.
+
+``Evaluator`` is what the discovery loop and ``eqforge evaluate`` use. It checks a program
+against the policy in the main process (cheap, no execution), sends it to a sandbox worker
+where its constants are fitted, and computes the score (−MSE on the full training split)
+and the test metrics here, from the returned predictions and targets the sandbox never saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from eqforge.config import EvaluatorConfig
+from eqforge.evaluator import metrics
+from eqforge.evaluator.params import param_usage
+from eqforge.evaluator.runner import prepare_context
+from eqforge.problems.spec import SPLITS, Problem
+from eqforge.sandbox.policy import Policy, check
+from eqforge.sandbox.pool import SandboxPool
+
+
+class EvalResult(BaseModel):
+    """The fate of one program: a score and metrics, or a failure reason."""
+
+    ok: bool
+    error: str | None = None
+    detail: str = ""
+    score: float | None = None
+    params: list[float] | None = None
+    n_params: int | None = Field(None, description="number of params fitted")
+    nmse: dict[str, float | None] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    fit: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = 0.0
+    output: str = ""
+
+    @classmethod
+    def failure(cls, reason: str, detail: str = "", seconds: float = 0.0) -> EvalResult:
+        return cls(ok=False, error=reason, detail=detail, seconds=seconds)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class Evaluator:
+    """Owns a sandbox pool for one problem. Use as a context manager or call ``close``."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        config: EvaluatorConfig | None = None,
+        *,
+        policy: Policy | None = None,
+        tau: float = 0.1,
+    ) -> None:
+        self.problem = problem
+        self.config = config or EvaluatorConfig()
+        extra = (*problem.spec.allowed_imports, *self.config.allowed_imports)
+        self.policy = (policy or Policy()).widened(extra)
+        self.tau = tau
+        self._pool: SandboxPool | None = None
+        self._targets = {s: sp.y for s, sp in problem.splits.items()}
+
+    # lifecycle ---------------------------------------------------------------------------
+    @property
+    def pool(self) -> SandboxPool:
+        if self._pool is None:
+            X = {s: sp.X for s, sp in self.problem.splits.items()}
+            setup = {
+                "runner": "eqforge.evaluator.runner:run",
+                "warmup": "eqforge.evaluator.runner:warmup",
+                "context": prepare_context(X, self.problem.train.y),
+                "allowed_imports": list(self.policy.allowed_imports),
+                "memory_bytes": self.config.memory_mb * 1024 * 1024,
+            }
+            workers = self.config.workers or default_workers()
+            self._pool = SandboxPool(setup, workers=workers)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # evaluation --------------------------------------------------------------------------
+    def _job(self, code: str, *, parent: dict[int, float] | None, seed: int,
+             params: list[float] | None) -> dict[str, Any] | EvalResult:
+        violation = check(code, self.policy)
+        if violation is not None:
+            return EvalResult.failure(violation.reason, violation.detail)
+        usage = param_usage(code)
+        max_p = self.config.max_params
+        if usage.highest >= max_p:
+            return EvalResult.failure(
+                "params:too-many", f"uses params[{usage.highest}] but at most {max_p} are allowed"
+            )
+        options: dict[str, Any] = {"n_params": max_p, "fitter": self.config.fitter, "seed": seed}
+        if self.config.fitter == "default":
+            options["indices"] = list(usage.fit_indices(max_p))
+            options["subsample"] = self.config.fit_subsample
+            options["time_budget"] = self.config.timeout * 0.5
+            if parent:
+                options["parent"] = {str(k): v for k, v in parent.items()}
+        if params is not None:
+            options["params"] = list(params)
+        return {"code": code, "entry": "equation", "options": options,
+                "timeout": self.config.timeout}
+
+    def submit(
+        self,
+        code: str,
+        *,
+        parent: dict[int, float] | None = None,
+        seed: int = 0,
+        params: list[float] | None = None,
+    ) -> Future:
+        """Start evaluating ``code``; the future resolves to an ``EvalResult``."""
+        job = self._job(code, parent=parent, seed=seed, params=params)
+        out: Future = Future()
+        if isinstance(job, EvalResult):
+            out.set_result(job)
+            return out
+        inner = self.pool.submit(job)
+
+        def done(f: Future) -> None:
+            try:
+                out.set_result(self._result(f.result()))
+            except Exception as exc:  # noqa: BLE001 - surface as a crash result, never lose it
+                out.set_result(EvalResult.failure("crash", f"{type(exc).__name__}: {exc}"))
+
+        inner.add_done_callback(done)
+        return out
+
+    async def evaluate(self, code: str, **kw: Any) -> EvalResult:
+        return await asyncio.wrap_future(self.submit(code, **kw))
+
+    def evaluate_many(self, codes: list[str], **kw: Any) -> list[EvalResult]:
+        return [f.result() for f in [self.submit(c, **kw) for c in codes]]
+
+    def predict(self, code: str, params: list[float]) -> dict[str, np.ndarray] | None:
+        """Predictions of ``code`` with fixed ``params`` on every split (for plots)."""
+        job = self._job(code, parent=None, seed=0, params=params)
+        if isinstance(job, EvalResult):
+            return None
+        reply = self.pool.submit(job).result()
+        if reply.get("status") != "ok":
+            return None
+        return reply["payload"]["predictions"]
+
+    def _result(self, reply: dict[str, Any]) -> EvalResult:
+        seconds = float(reply.get("seconds", 0.0))
+        output = str(reply.get("output", ""))[:2000]
+        if reply.get("status") != "ok":
+            return EvalResult(ok=False, error=reply.get("reason", "crash"),
+                              detail=str(reply.get("detail", ""))[:500], seconds=seconds,
+                              output=output)
+        payload = reply["payload"]
+        preds = payload["predictions"]
+        params = np.asarray(payload["params"], float)
+        results: dict[str, dict[str, float | None]] = {}
+        for split in SPLITS:
+            if split not in self._targets:
+                continue
+            pred = np.asarray(preds.get(split), float)
+            y = self._targets[split]
+            if pred.shape != y.shape:
+                return EvalResult.failure("shape", f"{split} predictions have shape {pred.shape}")
+            results[split] = metrics.all_metrics(y, pred, self.tau)
+        train_mse = results["train"]["mse"]
+        if train_mse is None:
+            return EvalResult(ok=False, error="nonfinite", detail="training loss is not finite",
+                              seconds=seconds, output=output)
+        fit = dict(payload.get("fit", {}))
+        n_fitted = len(fit.get("indices", [])) if "indices" in fit else None
+        return EvalResult(
+            ok=True,
+            score=-train_mse,
+            params=[float(v) for v in params],
+            n_params=n_fitted,
+            nmse={s: results[s]["nmse"] if s in results else None for s in SPLITS},
+            metrics=results,
+            fit=fit,
+            seconds=seconds,
+            output=output,
+        )
+
+
+def evaluate_programs(problem: Problem, codes: list[str], config: EvaluatorConfig | None = None,
+                      ) -> list[EvalResult]:
+    """Convenience: evaluate a list of programs with a temporary pool."""
+    start = time.perf_counter()
+    with Evaluator(problem, config) as ev:
+        out = ev.evaluate_many(codes)
+    _ = start
+    return out

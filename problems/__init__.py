@@ -1,0 +1,6 @@
+"""Problems: the format, built-in definitions and data loading."""
+
+from eqforge.problems.registry import list_problems, load_problem
+from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
+
+__all__ = ["Problem", "ProblemSpec", "Split", "Variable", "list_problems", "load_problem"]

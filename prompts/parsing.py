@@ -1,0 +1,174 @@
+"""Turning a model's answer back into a program.
+
+Models answer in many shapes: a fenced code block or raw code, a full ``def equation_vN``
+or only the indented body continuing the prompt's header, prose around the code, several
+functions at once. This module finds the intended function, maps its version name back to
+``equation`` and returns full source, or a short machine-readable reason why it could not.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+import textwrap
+from dataclasses import dataclass
+
+from eqforge.problems.spec import ProblemSpec
+
+_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_VERSION_RE = re.compile(r"^equation(?:_v(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The outcome of parsing one response: ``code`` on success, else ``error``."""
+
+    code: str | None
+    error: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is not None
+
+
+def _code_blocks(text: str) -> list[str]:
+    blocks = [m.group(2) for m in _FENCE_RE.finditer(text)]
+    return [b for b in blocks if b.strip()]
+
+
+def _longest_parsable_prefix(source: str) -> str | None:
+    """Drop trailing lines until the source parses (LLM-SR's trimming, generalised)."""
+    lines = source.rstrip().splitlines()
+    while lines:
+        candidate = "\n".join(lines) + "\n"
+        try:
+            ast.parse(candidate)
+            return candidate
+        except SyntaxError:
+            lines.pop()
+    return None
+
+
+def _body_to_function(body: str, header: str) -> str | None:
+    """A bare body continuing the prompt's header: indent it and stop at the body's end."""
+    lines = body.splitlines()
+    # Keep lines up to the first non-blank line at column 0 (a new def, prose, etc.).
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        if i > 0 and line.strip() and not line[0].isspace():
+            break
+        kept.append(line)
+    text = "\n".join(kept)
+    if kept and kept[0].strip() and not kept[0][0].isspace():
+        # The model omitted the indentation of the whole body.
+        text = textwrap.indent(textwrap.dedent(text), "    ")
+    else:
+        text = textwrap.indent(textwrap.dedent(text), "    ")
+    return _longest_parsable_prefix(f"{header}\n{text}")
+
+
+def _functions(tree: ast.Module) -> list[ast.FunctionDef]:
+    return [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+
+
+def _select(tree: ast.Module, version: int | None) -> ast.FunctionDef | None:
+    eqs = [f for f in _functions(tree) if _VERSION_RE.match(f.name)]
+    if not eqs:
+        return None
+    if version is not None:
+        for f in eqs:
+            if f.name == f"equation_v{version}":
+                return f
+    return eqs[-1]
+
+
+def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None) -> Extracted:
+    """Parse a model response into full source of ``def equation(<inputs>, params)``."""
+    if not text or not text.strip():
+        return Extracted(None, "parse:empty", "the response is empty")
+    header = f"def equation({', '.join(spec.input_names)}, params):"
+    candidates = _code_blocks(text) or [text]
+    # Prefer a block that defines an equation function.
+    candidates.sort(key=lambda b: 0 if re.search(r"^\s*def equation", b, re.M) else 1)
+    source = candidates[0]
+    if not re.search(r"^\s*def \w+\s*\(", source, re.M):
+        fn = _body_to_function(source, header)
+        if fn is None:
+            return Extracted(None, "parse:syntax", "no parsable function body in the response")
+        source = fn
+    else:
+        # Keep from the first top-level statement that can start a module (import/def).
+        source = textwrap.dedent(source)
+        start = re.search(r"^(?:import |from |def |@)", source, re.M)
+        if start:
+            source = source[start.start() :]
+        parsed = _longest_parsable_prefix(source)
+        if parsed is None:
+            return Extracted(None, "parse:syntax", "the code does not parse")
+        source = parsed
+    tree = ast.parse(source)
+    target = _select(tree, version)
+    if target is None:
+        return Extracted(None, "parse:no-equation", "no function named equation or equation_vN")
+    others = {f.name for f in _functions(tree) if _VERSION_RE.match(f.name)} - {target.name}
+    for node in ast.walk(target):
+        if isinstance(node, ast.Name) and _VERSION_RE.match(node.id) and node.id != target.name:
+            return Extracted(
+                None, "parse:calls-earlier-version", f"{target.name} calls {node.id}"
+            )
+    args = [a.arg for a in target.args.args]
+    expected = [*spec.input_names, "params"]
+    if args != expected:
+        return Extracted(
+            None, "parse:signature", f"{target.name}({', '.join(args)}) != equation({', '.join(expected)})"
+        )
+    # Keep imports, helpers and the target; drop other versions and stray statements.
+    keep: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            keep.append(node)
+        elif isinstance(node, ast.FunctionDef):
+            if node is target or (node.name not in others and not _VERSION_RE.match(node.name)):
+                keep.append(node)
+    lines = source.splitlines()
+    chunks = []
+    for node in keep:
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        chunk = "\n".join(lines[start - 1 : node.end_lineno])
+        if node is target:
+            chunk = re.sub(rf"^def {target.name}\(", "def equation(", chunk, count=1)
+        chunks.append(chunk)
+    code = "\n\n".join(chunks).rstrip() + "\n"
+    if "import numpy as np" not in code:
+        pass  # np is provided by the evaluator's namespace, as in LLM-SR
+    return Extracted(code)
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
+            body = node.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalize(code: str) -> str:
+    """Source with comments, docstrings, type hints' formatting and whitespace normalised."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return "\n".join(line.rstrip() for line in code.strip().splitlines())
+    return ast.unparse(_strip_docstrings(tree))
+
+
+def program_key(code: str) -> str:
+    """Content hash under ``normalize``: programs with equal keys are evaluated once."""
+    return hashlib.sha256(normalize(code).encode()).hexdigest()[:20]

@@ -1,0 +1,181 @@
+"""The program policy: what a candidate may contain, checked on its AST before it runs.
+
+An equation needs arithmetic, numpy/math functions and perhaps a helper function. It never
+needs I/O, introspection, dunder attributes, dynamic code or global state, so those are
+rejected with a ``policy:<rule>`` reason before any code executes. The policy is data
+(a pydantic model) so a problem can widen it, e.g. allow another import.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+DEFAULT_IMPORTS = (
+    "numpy",
+    "math",
+    "cmath",
+    "scipy.special",
+    "scipy.constants",
+    "numpy.polynomial",
+    "functools",
+)
+
+# Builtins that let a program escape the equation: code execution, introspection, I/O.
+DENIED_CALLS = (
+    "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars",
+    "getattr", "setattr", "delattr", "input", "breakpoint", "memoryview", "help",
+    "exit", "quit", "type", "object", "super", "classmethod", "staticmethod", "property",
+    "dir", "id", "hasattr",
+)
+
+# Attributes that reach frames, code, the interpreter or the file system, whatever the
+# object: introspection (frames, tracebacks, generators), array internals and numpy I/O.
+DENIED_ATTRIBUTES = (
+    "f_back", "f_locals", "f_globals", "f_builtins", "f_code", "f_trace", "f_lineno",
+    "tb_frame", "tb_next", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame",
+    "ag_code", "co_code", "co_consts", "func_globals", "mro",
+    "format", "format_map", "register_at_fork",
+    "tofile", "dump", "dumps", "ctypes", "setflags", "flags", "base", "data",
+    "load", "loads", "loadtxt", "genfromtxt", "fromfile", "fromregex", "save", "savez",
+    "savez_compressed", "savetxt", "memmap", "DataSource", "lib", "f2py", "distutils",
+    "testing", "ctypeslib", "os", "sys", "builtins", "set_printoptions", "seterr",
+    "seterrcall", "geterrobj", "seterrobj", "show_config", "info", "source", "who",
+    "_core", "core", "frombuffer", "from_dlpack",
+)
+
+
+class Policy(BaseModel):
+    """What candidates may do. Widen per problem with ``allowed_imports``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_imports: tuple[str, ...] = DEFAULT_IMPORTS
+    denied_calls: tuple[str, ...] = DENIED_CALLS
+    denied_attributes: tuple[str, ...] = DENIED_ATTRIBUTES
+    allow_classes: bool = False
+    allow_async: bool = False
+    max_source_chars: int = 20_000
+
+    def widened(self, imports: tuple[str, ...] | list[str]) -> Policy:
+        return self.model_copy(
+            update={"allowed_imports": tuple(dict.fromkeys([*self.allowed_imports, *imports]))}
+        )
+
+    def import_allowed(self, module: str) -> bool:
+        return any(
+            module == allowed or module.startswith(allowed + ".")
+            for allowed in self.allowed_imports
+        )
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    detail: str
+    line: int = 0
+
+    @property
+    def reason(self) -> str:
+        return "syntax" if self.rule == "syntax" else f"policy:{self.rule}"
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.violations: list[Violation] = []
+
+    def flag(self, rule: str, detail: str, node: ast.AST) -> None:
+        self.violations.append(Violation(rule, detail, getattr(node, "lineno", 0)))
+
+    # imports -------------------------------------------------------------------------
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if not self.policy.import_allowed(alias.name):
+                self.flag("import", f"import {alias.name} is not allowed", node)
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level or not self.policy.import_allowed(module):
+            self.flag("import", f"from {module} import ... is not allowed", node)
+        for alias in node.names:
+            if alias.name == "*":
+                self.flag("import", "star imports are not allowed", node)
+            elif alias.name.startswith("_"):
+                self.flag("import", f"importing private name {alias.name}", node)
+            elif alias.name in self.policy.denied_attributes or alias.name in self.policy.denied_calls:
+                self.flag("import", f"importing {alias.name} is not allowed", node)
+        self.generic_visit(node)
+
+    # names and attributes --------------------------------------------------------------
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id.startswith("__") and node.id.endswith("__"):
+            self.flag("dunder", f"name {node.id}", node)
+        elif node.id in self.policy.denied_calls:
+            self.flag("builtin", f"{node.id} is not allowed", node)
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr.startswith("_"):
+            self.flag("dunder", f"private attribute .{node.attr}", node)
+        elif node.attr in self.policy.denied_attributes:
+            self.flag("attribute", f"attribute .{node.attr} is not allowed", node)
+        if isinstance(node.ctx, ast.Store | ast.Del):
+            # Equations never need it, and it is how numpy or the evaluator would be patched.
+            self.flag("attribute-assignment", f"assignment to .{node.attr}", node)
+        self.generic_visit(node)
+
+    # statements ------------------------------------------------------------------------
+    def visit_Global(self, node: ast.Global) -> None:
+        self.flag("global", "global statements are not allowed", node)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.flag("global", "nonlocal statements are not allowed", node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        if not self.policy.allow_classes:
+            self.flag("class", f"class {node.name} is not allowed", node)
+        self.generic_visit(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self.flag("async", "async code is not allowed", node)
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self.flag("async", "async code is not allowed", node)
+
+    def visit_Yield(self, node: ast.Yield) -> None:
+        self.flag("generator", "generators are not allowed in equations", node)
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> None:
+        self.flag("generator", "generators are not allowed in equations", node)
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
+        # Generator expressions expose gi_frame; list comprehensions do the same job.
+        self.flag("generator", "generator expressions are not allowed; use a list", node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and len(node.value) > 5000:
+            self.flag("size", "string constant too long", node)
+
+
+def check(code: str, policy: Policy | None = None) -> Violation | None:
+    """The first violation in ``code`` (syntax errors included), or None if it may run."""
+    policy = policy or Policy()
+    if len(code) > policy.max_source_chars:
+        return Violation("size", f"program has {len(code)} characters")
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        return Violation("syntax", f"{exc.msg} (line {exc.lineno})", exc.lineno or 0)
+    for node in tree.body:
+        if not isinstance(
+            node, ast.FunctionDef | ast.Import | ast.ImportFrom | ast.Expr | ast.Assign
+            | ast.AnnAssign
+        ):
+            return Violation("toplevel", f"{type(node).__name__} at module level", node.lineno)
+    checker = _Checker(policy)
+    checker.visit(tree)
+    return checker.violations[0] if checker.violations else None
