@@ -1,0 +1,64 @@
+"""The one protocol every LLM backend speaks: "give me n responses to this prompt".
+
+Backends differ in transport (HTTP, in-process, a file) and in the prompt form they want:
+chat models get system + user messages, base/small models get raw completion text that
+they continue. That form is a property of the backend (``prompt_style``), recorded with
+every sample, so the loop never has to know which model it talks to.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal
+
+from eqforge.prompts.builder import Prompt
+
+PromptStyle = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Completion:
+    """One response. ``error`` is set (and ``text`` empty) when this sample failed."""
+
+    text: str
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    latency: float = 0.0
+    cached: bool = False
+    cost: float | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class LLMBackend(abc.ABC):
+    """Base class for backends. Subclasses implement ``_generate``."""
+
+    #: identifies the model in records, e.g. ``openai:gpt-4o-mini``
+    name: str = "backend"
+    #: which prompt form this backend wants
+    prompt_style: PromptStyle = "chat"
+    #: how many prompts may be in flight at once (replay: 1, to stay deterministic)
+    max_concurrency: int = 64
+
+    @abc.abstractmethod
+    async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
+        """Return ``sampling.n`` completions (failed ones carry ``error``)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or models."""
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "prompt_style": self.prompt_style}

@@ -1,0 +1,93 @@
+"""Building a backend from a ``--llm`` spec string.
+
+Specs: ``openai:MODEL``, ``openai-compatible`` (with ``base_url`` and ``model``),
+``replay:PATH``, ``local:PATH_OR_FILE``, ``vllm:MODEL``. Several specs with ``@weight``
+suffixes form an ensemble.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eqforge.agents.llm.base import LLMBackend
+from eqforge.errors import BackendError
+
+KNOWN = ("openai", "openai-compatible", "replay", "local", "vllm")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout: float = 120.0
+    max_retries: int = 5
+    prompt_style: str = "auto"
+    replay_start: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def split_weight(spec: str) -> tuple[str, float]:
+    """``openai:gpt-4o@0.2`` -> (``openai:gpt-4o``, 0.2)."""
+    if "@" in spec:
+        base, _, w = spec.rpartition("@")
+        try:
+            weight = float(w)
+        except ValueError:
+            return spec, 1.0
+        if weight <= 0:
+            raise BackendError(f"--llm {spec}: weight must be positive")
+        return base, weight
+    return spec, 1.0
+
+
+def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend:
+    options = options or BackendOptions()
+    kind, _, arg = spec.partition(":")
+    style = options.prompt_style
+    if kind == "replay":
+        from eqforge.agents.llm.replay import ReplayBackend
+
+        if not arg:
+            raise BackendError("--llm replay:PATH needs a JSONL file of responses")
+        return ReplayBackend(arg, start=options.replay_start,
+                             style="completion" if style == "completion" else "chat")
+    if kind == "openai":
+        from eqforge.agents.llm.openai_backend import OpenAIBackend
+
+        if not arg:
+            raise BackendError("--llm openai:MODEL needs a model name, e.g. openai:gpt-4o-mini")
+        return OpenAIBackend(
+            arg, base_url=options.base_url, api_key_env=options.api_key_env,
+            prompt_style="completion" if style == "completion" else "chat",
+            concurrency=options.concurrency, timeout=options.timeout,
+            max_retries=options.max_retries,
+        )
+    if kind == "openai-compatible":
+        from eqforge.agents.llm.openai_backend import OpenAIBackend
+
+        model = arg or options.model
+        if not options.base_url:
+            raise BackendError("--llm openai-compatible needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        if not model:
+            raise BackendError("--llm openai-compatible needs --model (the name the server serves)")
+        return OpenAIBackend(
+            model, base_url=options.base_url, api_key_env=options.api_key_env,
+            prompt_style="completion" if style == "completion" else "chat",
+            concurrency=options.concurrency, timeout=options.timeout,
+            max_retries=options.max_retries,
+        )
+    if kind == "local":
+        try:
+            from eqforge.agents.llm.local import make_local_backend
+        except ImportError as exc:
+            raise BackendError(f"local backend unavailable ({exc}); pip install -e '.[local]'") from None
+        return make_local_backend(arg or None, options)
+    if kind == "vllm":
+        try:
+            from eqforge.agents.llm.vllm_backend import VLLMBackend
+        except ImportError as exc:
+            raise BackendError(f"vllm backend unavailable ({exc}); pip install -e '.[vllm]'") from None
+        return VLLMBackend(arg, options)
+    raise BackendError(f"unknown --llm {spec!r}; use one of: " + ", ".join(f"{k}:…" for k in KNOWN))

@@ -1,0 +1,299 @@
+"""The discovery loop: problem -> prompt -> LLM -> sandboxed fit -> buffer -> prompt.
+
+Several worker coroutines each repeat: draw an island's programs from the buffer, build a
+prompt, ask the model for ``samples_per_prompt`` responses, evaluate the extracted
+programs in the sandbox pool, register the valid ones and record every sample. While one
+worker waits on evaluation another waits on the model, so neither sits idle. Every sample
+is on disk before the next decision that depends on it, which is what makes ``--resume``
+exact even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from eqforge.agents.database import ProgramsDatabase, StoredProgram
+from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
+from eqforge.agents.progress import Progress, RunStats
+from eqforge.agents.records import RunRecorder, SampleRecord, failure_counts
+from eqforge.config import Config
+from eqforge.errors import BackendError
+from eqforge.evaluator.evaluate import EvalResult, Evaluator
+from eqforge.problems.spec import Problem
+from eqforge.prompts.builder import ProgramRef, Prompt, PromptBuilder, initial_program
+from eqforge.prompts.parsing import extract_program, program_key
+
+log = logging.getLogger(__name__)
+
+
+class DiscoveryLoop:
+    def __init__(
+        self,
+        problem: Problem,
+        config: Config,
+        backend: LLMBackend,
+        evaluator: Evaluator,
+        recorder: RunRecorder,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        self.problem = problem
+        self.config = config
+        self.backend = backend
+        self.evaluator = evaluator
+        self.recorder = recorder
+        self.progress = progress or Progress()
+        self.db = ProgramsDatabase(config.database, seed=config.run.seed)
+        self.builder = PromptBuilder(
+            problem.spec, template=config.sampler.template, max_params=config.evaluator.max_params
+        )
+        self.stats = RunStats(budget=config.run.samples, max_seconds=config.run.max_seconds,
+                              max_cost=config.run.max_cost)
+        self.records: list[SampleRecord] = []
+        self.best: SampleRecord | None = None
+        self.by_key: dict[str, SampleRecord] = {}
+        self.pending: dict[str, asyncio.Future[EvalResult]] = {}
+        self.next_index = 1
+        self.reserved = 0
+        self.stop_reason: str | None = None
+        self.fatal: BackendError | None = None
+
+    # -- resume ---------------------------------------------------------------------------
+    def restore(self, records: list[SampleRecord], events: list[dict[str, Any]],
+                elapsed_before: float = 0.0) -> None:
+        """Rebuild the buffer and counters from the records of an earlier session."""
+        programs: dict[str, StoredProgram] = {}
+        resets = sorted((e for e in events if e.get("type") == "reset"),
+                        key=lambda e: e["after_index"])
+        for rec in sorted(records, key=lambda r: r.index):
+            self._account(rec, write=False)
+            if rec.ok and rec.duplicate_of is None and rec.program is not None:
+                prog = StoredProgram(rec.id, rec.program, float(rec.score),
+                                     tuple(rec.params or ()))
+                programs[rec.id] = prog
+                self.db.register(prog, None if rec.source == "seed" else rec.island)
+            while resets and resets[0]["after_index"] <= rec.index:
+                ev = resets.pop(0)
+                self.db.apply_reset([tuple(x) for x in ev["islands"]], programs)
+        self.next_index = max((r.index for r in records), default=0) + 1
+        self.stats.elapsed_before = elapsed_before
+        self.stats.session_samples = 0
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        self.progress.start(self.stats)
+        if not any(r.source == "seed" for r in self.records):
+            await self._seed()
+        n_workers = max(1, min(self.config.sampler.concurrency, self.backend.max_concurrency))
+        workers = [asyncio.create_task(self._worker()) for _ in range(n_workers)]
+        try:
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            self.stop_reason = self.stop_reason or "interrupted"
+            for w in workers:
+                w.cancel()
+            raise
+        finally:
+            self.stop_reason = self.stop_reason or "budget"
+            summary = self.summary()
+            self.recorder.write_summary(summary)
+            self.progress.finish(self.stats, self.stop_reason)
+        if self.fatal is not None:
+            raise self.fatal
+        return summary
+
+    async def _worker(self) -> None:
+        spp = self.config.sampler.samples_per_prompt
+        while (n := self._reserve(spp)) > 0:
+            island, parents = self.db.sample()
+            prompt = self.builder.build([ProgramRef(p.id, p.code, p.score) for p in parents])
+            self.recorder.write_prompt(prompt)
+            started = time.monotonic()
+            try:
+                completions = await self.backend.generate(prompt, self._sampling(n))
+            except BackendError as exc:
+                self.fatal = exc
+                self._stop("backend error")
+                self.reserved -= n
+                return
+            self.reserved -= n - len(completions)
+            llm_seconds = time.monotonic() - started
+            parent = parents[-1] if parents else None
+            try:
+                await asyncio.gather(*(
+                    self._process(c, prompt, island, parent, llm_seconds) for c in completions
+                ))
+            finally:
+                self.reserved -= len(completions)
+            if self.db.reset_due(self.stats.samples) and self.stop_reason is None:
+                events = self.db.reset_islands()
+                self.recorder.write_event({"type": "reset", "after_index": self.next_index - 1,
+                                           "islands": events})
+
+    def _reserve(self, want: int) -> int:
+        """How many samples the next prompt may ask for (0: stop)."""
+        s = self.stats
+        if self.stop_reason is None:
+            if s.max_seconds is not None and s.elapsed >= s.max_seconds:
+                self._stop("time budget")
+            elif s.max_cost is not None and s.cost >= s.max_cost:
+                self._stop("cost budget")
+        if self.stop_reason is not None:
+            return 0
+        remaining = s.budget - s.samples - self.reserved
+        if remaining <= 0:
+            return 0
+        n = min(want, remaining)
+        self.reserved += n
+        return n
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _sampling(self, n: int) -> SamplingParams:
+        sc = self.config.sampler
+        seed = None if self.config.run.seed is None else self.config.run.seed + self.next_index
+        return SamplingParams(n=n, temperature=sc.temperature, top_p=sc.top_p,
+                              max_tokens=sc.max_tokens, seed=seed,
+                              stop=("\ndef ", "\nclass ", "\nif __name__")
+                              if self.backend.prompt_style == "completion" else ())
+
+    # -- one sample -----------------------------------------------------------------------
+    async def _seed(self) -> None:
+        code = initial_program(self.problem.spec)
+        result = await self.evaluator.evaluate(code, seed=self.config.run.seed)
+        rec = self._record(index=0, source="seed", program=code, result=result)
+        if not result.ok:
+            log.warning("the seed program failed (%s: %s)", result.error, result.detail)
+        self.db.register(StoredProgram(rec.id, code, float(rec.score if rec.ok else -1e300),
+                                       tuple(rec.params or ())), None)
+
+    async def _process(self, c: Completion, prompt: Prompt, island: int,
+                       parent: StoredProgram | None, llm_seconds: float) -> None:
+        base = {
+            "source": "llm", "island": island, "prompt_hash": prompt.hash,
+            "parent_ids": prompt.source_ids, "model": c.model,
+            "prompt_style": self.backend.prompt_style, "response": c.text,
+            "llm_seconds": llm_seconds, "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens, "cost": c.cost, "cached": c.cached,
+        }
+        if c.error:
+            self._finish(base, EvalResult.failure(c.error, str(c.extra.get("detail", ""))))
+            return
+        extracted = extract_program(c.text, self.problem.spec, version=prompt.version)
+        if not extracted.ok:
+            self._finish(base, EvalResult.failure(extracted.error or "parse", extracted.detail))
+            return
+        code = extracted.code
+        assert code is not None
+        key = program_key(code)
+        base.update(program=code, program_key=key)
+        first = self.by_key.get(key)
+        if first is not None:
+            base["duplicate_of"] = first.id
+            self._finish(base, _result_of(first))
+            return
+        if key in self.pending:  # an identical program is being evaluated right now
+            result = await asyncio.shield(self.pending[key])
+            first = self.by_key.get(key)
+            base["duplicate_of"] = first.id if first else None
+            self._finish(base, result)
+            return
+        fut: asyncio.Future[EvalResult] = asyncio.get_running_loop().create_future()
+        self.pending[key] = fut
+        try:
+            parent_params = (
+                dict(enumerate(parent.params)) if parent is not None and parent.params else None
+            )
+            result = await self.evaluator.evaluate(code, parent=parent_params,
+                                                   seed=self.config.run.seed)
+            fut.set_result(result)
+        finally:
+            self.pending.pop(key, None)
+            if not fut.done():
+                fut.cancel()
+        rec = self._finish(base, result)
+        if rec.ok:
+            self.db.register(StoredProgram(rec.id, code, float(rec.score),
+                                           tuple(rec.params or ())), island)
+
+    def _finish(self, base: dict[str, Any], result: EvalResult) -> SampleRecord:
+        index = self.next_index
+        self.next_index += 1
+        return self._record(index=index, result=result, **base)
+
+    def _record(self, *, index: int, result: EvalResult, **fields: Any) -> SampleRecord:
+        rec = SampleRecord(
+            index=index, id="seed" if fields.get("source") == "seed" else f"s{index}",
+            elapsed=self.stats.elapsed, ok=result.ok, error=result.error, detail=result.detail,
+            score=result.score, params=result.params, n_params=result.n_params,
+            nmse=result.nmse, metrics=result.metrics, eval_seconds=result.seconds, **fields,
+        )
+        self._account(rec, write=True)
+        return rec
+
+    def _account(self, rec: SampleRecord, *, write: bool) -> None:
+        """Update counters, the dedup table and the best program for one record."""
+        if write:
+            self.recorder.write_sample(rec)
+        self.records.append(rec)
+        if rec.program_key and rec.duplicate_of is None:
+            self.by_key.setdefault(rec.program_key, rec)
+        s = self.stats
+        if rec.source == "llm":
+            s.samples += 1
+            s.session_samples += 1 if write else 0
+            s.valid += int(rec.ok)
+            s.duplicates += int(rec.duplicate_of is not None)
+            if not rec.ok and rec.error:
+                s.failures[rec.error] = s.failures.get(rec.error, 0) + 1
+            s.prompt_tokens += rec.prompt_tokens or 0
+            s.completion_tokens += rec.completion_tokens or 0
+            s.cost += rec.cost or 0.0
+            s.cached_calls += int(rec.cached)
+        if rec.ok and rec.score is not None and (s.best_score is None or rec.score > s.best_score):
+            s.best_score, s.best_program, s.best_id = rec.score, rec.program, rec.id
+            self.best = rec
+            if write:
+                self.recorder.write_best(rec, self.problem.name)
+        if write:
+            self.progress.update(s)
+            target = self.config.run.target_score
+            if target is not None and s.best_score is not None and s.best_score >= target:
+                self._stop("target score")
+
+    # -- summary --------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        best = None
+        if self.best is not None:
+            b = self.best
+            best = {"id": b.id, "program": b.program, "score": b.score, "params": b.params,
+                    "n_params": b.n_params,
+                    "nmse": {k: b.nmse.get(k) for k in ("train", "test_id", "test_ood")},
+                    "metrics": b.metrics}
+        return {
+            "problem": self.problem.name,
+            "samples": s.samples,
+            "valid": s.valid,
+            "duplicates": s.duplicates,
+            "failures": failure_counts([r for r in self.records if r.source == "llm"]),
+            "best": best,
+            "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens},
+            "cost": s.cost,
+            "cached_samples": s.cached_calls,
+            "elapsed_seconds": s.elapsed,
+            "stopped": self.stop_reason,
+            "llm": self.backend.describe(),
+        }
+
+
+def _result_of(rec: SampleRecord) -> EvalResult:
+    return EvalResult(ok=rec.ok, error=rec.error, detail=rec.detail, score=rec.score,
+                      params=rec.params, n_params=rec.n_params, nmse=rec.nmse,
+                      metrics=rec.metrics, seconds=0.0)
+

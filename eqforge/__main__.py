@@ -1,0 +1,5 @@
+import sys
+
+from eqforge.cli import main
+
+sys.exit(main())

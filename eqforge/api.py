@@ -1,0 +1,161 @@
+"""The Python API: run a search, resume one, evaluate programs.
+
+``discover`` is what ``eqforge run`` calls; it wires problem, prompt builder, backend,
+sandboxed evaluator, buffer and records together, and returns the run's summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eqforge.agents.llm.registry import BackendOptions, make_backend
+from eqforge.agents.loop import DiscoveryLoop
+from eqforge.agents.progress import Progress
+from eqforge.agents.records import RunRecorder
+from eqforge.config import Config
+from eqforge.errors import EqforgeError
+from eqforge.evaluator.evaluate import EvalResult, Evaluator
+from eqforge.problems.registry import load_problem
+from eqforge.problems.spec import Problem
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LLM = "local:"
+
+
+@dataclass
+class RunSpec:
+    """What a run needs beyond ``Config``: which problem, which model(s)."""
+
+    problem: str
+    data: str | None = None
+    llm: list[str] = field(default_factory=list)
+    backend: dict[str, Any] = field(default_factory=dict)  # BackendOptions fields
+
+    def to_json(self) -> dict[str, Any]:
+        return {"problem": self.problem, "data": self.data, "llm": self.llm,
+                "backend": self.backend}
+
+
+def default_run_dir(problem: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(problem).name)
+    return Path("runs") / f"{stamp}-{safe}"
+
+
+def build_backend(spec: RunSpec, config: Config, *, replay_start: int = 0):  # noqa: ANN201
+    specs = spec.llm or [DEFAULT_LLM]
+    opts = BackendOptions(
+        **{**spec.backend, "prompt_style": config.sampler.prompt_style,
+           "replay_start": replay_start}
+    )
+    if len(specs) == 1:
+        from eqforge.agents.llm.registry import split_weight
+
+        return make_backend(split_weight(specs[0])[0], opts)
+    from eqforge.agents.llm.ensemble import make_ensemble
+
+    return make_ensemble(specs, opts, seed=config.run.seed)
+
+
+def discover(
+    spec: RunSpec,
+    config: Config | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    problem: Problem | None = None,
+) -> dict[str, Any]:
+    """Run a new search; returns the summary (also written to ``<out>/summary.json``)."""
+    config = config or Config()
+    problem = problem or load_problem(spec.problem, data=spec.data, seed=config.run.seed)
+    out_dir = Path(out or config.run.out or default_run_dir(spec.problem))
+    if (out_dir / "samples.jsonl").exists():
+        raise EqforgeError(
+            f"{out_dir} already holds a run; resume it with `eqforge run --resume {out_dir}` "
+            "or choose another --out"
+        )
+    recorder = RunRecorder(out_dir)
+    backend = build_backend(spec, config)
+    recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),
+                           "problem": problem.summary(), "backend": backend.describe()})
+    return _execute(problem, config, backend, recorder, progress, restore=None)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    samples: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Continue a run from its records (after Ctrl-C, a crash or ``kill -9``)."""
+    recorder = RunRecorder(Path(run_dir))
+    saved = recorder.read_config()
+    config = Config.model_validate(saved["config"])
+    if samples is not None:
+        config = config.with_overrides({"run": {"samples": samples}})
+    spec = RunSpec(**saved["run"])
+    problem = load_problem(spec.problem, data=spec.data, seed=config.run.seed)
+    records = recorder.read_samples()
+    events = recorder.read_events()
+    done = sum(1 for r in records if r.source == "llm")
+    backend = build_backend(spec, config, replay_start=done)
+    elapsed = max((r.elapsed for r in records), default=0.0)
+    log.info("resuming %s: %d samples on record", run_dir, done)
+    return _execute(problem, config, backend, recorder, progress,
+                    restore=(records, events, elapsed))
+
+
+def _execute(problem, config, backend, recorder, progress, *, restore):  # noqa: ANN001, ANN202
+    evaluator = Evaluator(problem, config.evaluator)
+    loop = DiscoveryLoop(problem, config, backend, evaluator, recorder, progress=progress)
+    if restore is not None:
+        loop.restore(*restore)
+
+    async def main() -> dict[str, Any]:
+        try:
+            return await loop.run()
+        finally:
+            await backend.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        evaluator.close()
+
+
+def evaluate_file(
+    problem: Problem, programs: Path, out: Path, config: Config | None = None
+) -> list[dict[str, Any]]:
+    """Score ``{"id", "code"}`` lines of ``programs``; write one result line each to ``out``."""
+    config = config or Config()
+    items = []
+    for i, line in enumerate(programs.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EqforgeError(f"{programs}: line {i} is not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("code"), str):
+            raise EqforgeError(f"{programs}: line {i} needs a string field 'code'")
+        items.append((obj.get("id", str(i)), obj["code"]))
+    rows = []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with Evaluator(problem, config.evaluator) as ev, out.open("w", encoding="utf-8") as fh:
+        futures = [(pid, ev.submit(code, seed=config.run.seed)) for pid, code in items]
+        for pid, fut in futures:
+            res: EvalResult = fut.result()
+            row = {"id": pid, "ok": res.ok, "error": res.error, "detail": res.detail,
+                   "score": res.score, "params": res.params, "n_params": res.n_params,
+                   "nmse": res.nmse, "metrics": res.metrics, "seconds": res.seconds}
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            rows.append(row)
+    return rows

@@ -1,0 +1,237 @@
+"""The ``eqforge`` command line.
+
+Subcommands: ``run`` (search, or ``--resume`` one), ``evaluate`` (score programs),
+``report`` (HTML/markdown report of a run), ``new`` (scaffold a problem from a CSV),
+``problems`` (list/show built-ins). User errors print one line and exit 2 (bad input) or
+1 (runtime failure); Ctrl-C leaves a resumable run and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from eqforge.errors import ConfigError, EqforgeError
+
+log = logging.getLogger("eqforge")
+
+
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="folder with train.csv/test_id.csv/test_ood.csv (LLM-SR layout)")
+    p.add_argument("--config", help="TOML file overriding the defaults")
+    p.add_argument("--timeout", type=float, help="wall-clock seconds per candidate (default 30)")
+    p.add_argument("--workers", type=int, help="sandbox worker processes (default: one per core)")
+    p.add_argument("--fitter", choices=["default", "llmsr"], help="parameter fitting procedure")
+    p.add_argument("--max-params", type=int, help="most params a program may use (default 10)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eqforge", description="LLM-driven scientific equation discovery."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="search for an equation")
+    run.add_argument("problem", nargs="?", help="built-in problem name or folder with problem.toml")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
+    run.add_argument("--llm", action="append", metavar="SPEC",
+                     help="openai:MODEL | openai-compatible | replay:FILE | local:PATH | vllm:MODEL"
+                          " (repeat with @weight for an ensemble)")
+    run.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    run.add_argument("--model", help="model name for --llm openai-compatible")
+    run.add_argument("--api-key-env", help="environment variable holding the API key")
+    run.add_argument("--samples", type=int, help="sample budget (default 1000)")
+    run.add_argument("--max-seconds", type=float, help="wall-clock budget")
+    run.add_argument("--target-score", type=float, help="stop when the best score reaches this")
+    run.add_argument("--max-cost", type=float, help="stop when spend (USD) reaches this")
+    run.add_argument("--out", help="run directory (default runs/<timestamp>-<problem>)")
+    run.add_argument("--islands", type=int, help="number of islands (default 10)")
+    run.add_argument("--samples-per-prompt", type=int, help="responses per prompt (default 4)")
+    run.add_argument("--temperature", type=float, help="sampling temperature")
+    run.add_argument("--max-tokens", type=int, help="max tokens per response")
+    run.add_argument("--concurrency", type=int, help="prompts in flight at once")
+    run.add_argument("--template", help="prompt template (prompts/templates/<name>.txt)")
+    run.add_argument("--prompt-style", choices=["auto", "chat", "completion"])
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_eval_flags(run)
+
+    ev = sub.add_parser("evaluate", help="score a JSONL file of programs")
+    ev.add_argument("problem")
+    ev.add_argument("--programs", required=True, help='JSONL with {"id", "code"} per line')
+    ev.add_argument("--out", required=True, help="JSONL file for the results")
+    _add_eval_flags(ev)
+
+    rep = sub.add_parser("report", help="write an HTML (or markdown) report of a run")
+    rep.add_argument("run_dir")
+    rep.add_argument("--format", choices=["html", "markdown"], default="html")
+    rep.add_argument("--out", help="output file (default RUN_DIR/report.html or report.md)")
+
+    new = sub.add_parser("new", help="scaffold a problem folder from a CSV")
+    new.add_argument("directory")
+    new.add_argument("--csv", required=True)
+    new.add_argument("--target", required=True, help="the column to model")
+    new.add_argument("--describe", required=True, help="the system, in your own words")
+    new.add_argument("--llm", help="draft variable descriptions and units with this model")
+    new.add_argument("--base-url")
+    new.add_argument("--model")
+    new.add_argument("--ood-variable", help="variable whose extreme range is held out as OOD")
+    new.add_argument("--ood-fraction", type=float)
+    new.add_argument("--test-fraction", type=float)
+    new.add_argument("--seed", type=int, default=0)
+    new.add_argument("--force", action="store_true", help="overwrite an existing folder")
+
+    probs = sub.add_parser("problems", help="list or show built-in problems")
+    psub = probs.add_subparsers(dest="action", required=True)
+    psub.add_parser("list")
+    show = psub.add_parser("show")
+    show.add_argument("name")
+    return parser
+
+
+def _config_from(args: argparse.Namespace):  # noqa: ANN202
+    from eqforge.config import load_config
+
+    config = load_config(getattr(args, "config", None))
+    g = lambda name: getattr(args, name, None)  # noqa: E731
+    return config.with_overrides({
+        "run": {"samples": g("samples"), "seed": g("seed"), "out": g("out"),
+                "max_seconds": g("max_seconds"), "target_score": g("target_score"),
+                "max_cost": g("max_cost")},
+        "evaluator": {"timeout": g("timeout"), "workers": g("workers"), "fitter": g("fitter"),
+                      "max_params": g("max_params")},
+        "database": {"islands": g("islands")},
+        "sampler": {"samples_per_prompt": g("samples_per_prompt"),
+                    "temperature": g("temperature"), "max_tokens": g("max_tokens"),
+                    "concurrency": g("concurrency"), "template": g("template"),
+                    "prompt_style": g("prompt_style")},
+    })
+
+
+def _progress(args: argparse.Namespace):  # noqa: ANN202
+    from eqforge.agents.progress import Progress, QuietProgress
+
+    if args.quiet:
+        return QuietProgress()
+    if sys.stderr.isatty():
+        try:
+            from eqforge.agents.live import LiveProgress
+
+            return LiveProgress()
+        except ImportError:
+            pass
+    return Progress()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from eqforge.api import RunSpec, default_run_dir, discover, resume
+
+    if args.resume:
+        if args.problem:
+            raise ConfigError("give either a problem or --resume RUN_DIR, not both")
+        summary = resume(args.resume, samples=args.samples, progress=_progress(args))
+        out = Path(args.resume)
+    else:
+        if not args.problem:
+            raise ConfigError("name a problem (see `eqforge problems list`) or pass --resume RUN_DIR")
+        config = _config_from(args)
+        backend = {k: v for k, v in {"base_url": args.base_url, "model": args.model,
+                                     "api_key_env": args.api_key_env}.items() if v}
+        spec = RunSpec(problem=args.problem, data=args.data, llm=args.llm or [], backend=backend)
+        out = Path(config.run.out or default_run_dir(args.problem))
+        summary = discover(spec, config, out=out, progress=_progress(args))
+    _print_summary(summary, out)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    best = summary.get("best") or {}
+    lines = [
+        f"run directory: {out}",
+        f"samples: {summary['samples']}  valid: {summary['valid']}  stopped: {summary['stopped']}",
+    ]
+    if best:
+        nmse = best.get("nmse", {})
+        lines.append(f"best score (-MSE train): {best['score']:.6g}")
+        lines.append("test NMSE: " + ", ".join(f"{k}={v:.3g}" if v is not None else f"{k}=n/a"
+                                               for k, v in nmse.items()))
+        lines.append("best program:\n" + (best.get("program") or "").rstrip())
+        lines.append("params: " + json.dumps([round(p, 6) for p in best.get("params") or []]))
+    print("\n".join(lines))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from eqforge.api import evaluate_file
+    from eqforge.problems.registry import load_problem
+
+    config = _config_from(args)
+    problem = load_problem(args.problem, data=args.data, seed=config.run.seed)
+    programs = Path(args.programs)
+    if not programs.is_file():
+        raise EqforgeError(f"{programs}: file not found", exit_code=2)
+    rows = evaluate_file(problem, programs, Path(args.out), config)
+    ok = sum(r["ok"] for r in rows)
+    print(f"evaluated {len(rows)} programs: {ok} ok, {len(rows) - ok} failed -> {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        from eqforge.evaluator.report import write_report
+    except ImportError as exc:
+        raise EqforgeError(f"report unavailable: {exc}") from None
+    path = write_report(Path(args.run_dir), fmt=args.format, out=args.out)
+    print(f"report written to {path}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from eqforge.problems.authoring import scaffold_from_cli
+
+    path = scaffold_from_cli(args)
+    print(f"problem written to {path}; review problem.toml, then: eqforge run {path} --llm ...")
+    return 0
+
+
+def cmd_problems(args: argparse.Namespace) -> int:
+    from eqforge.problems.registry import list_problems
+
+    if args.action == "list":
+        for name, summary in list_problems().items():
+            print(f"{name:28s} {summary[:90]}")
+        return 0
+    from eqforge.problems.registry import describe_problem
+
+    print(describe_problem(args.name))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "report": cmd_report, "new": cmd_new,
+            "problems": cmd_problems}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except EqforgeError as exc:
+        print(f"eqforge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("eqforge: interrupted; the run can be continued with `eqforge run --resume DIR`",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
