@@ -123,9 +123,11 @@ class DiscoveryLoop:
             llm_seconds = time.monotonic() - started
             parent = parents[-1] if parents else None
             try:
-                await asyncio.gather(*(
-                    self._process(c, prompt, island, parent, llm_seconds) for c in completions
+                scored = await asyncio.gather(*(
+                    self._evaluate(c, prompt, island, parent, llm_seconds) for c in completions
                 ))
+                for base, result in scored:
+                    self._commit(base, result)
             finally:
                 self.reserved -= len(completions)
             if self.db.reset_due(self.stats.samples) and self.stop_reason is None:
@@ -172,9 +174,11 @@ class DiscoveryLoop:
         self.db.register(StoredProgram(rec.id, code, float(rec.score if rec.ok else -1e300),
                                        tuple(rec.params or ())), None)
 
-    async def _process(self, c: Completion, prompt: Prompt, island: int,
-                       parent: StoredProgram | None, llm_seconds: float) -> None:
-        base = {
+    async def _evaluate(self, c: Completion, prompt: Prompt, island: int,
+                        parent: StoredProgram | None, llm_seconds: float
+                        ) -> tuple[dict[str, Any], EvalResult]:
+        """Parse and score one response; identical programs are evaluated only once."""
+        base: dict[str, Any] = {
             "source": "llm", "island": island, "prompt_hash": prompt.hash,
             "parent_ids": prompt.source_ids, "model": c.model,
             "prompt_style": self.backend.prompt_style, "response": c.text,
@@ -182,27 +186,18 @@ class DiscoveryLoop:
             "completion_tokens": c.completion_tokens, "cost": c.cost, "cached": c.cached,
         }
         if c.error:
-            self._finish(base, EvalResult.failure(c.error, str(c.extra.get("detail", ""))))
-            return
+            return base, EvalResult.failure(c.error, str(c.extra.get("detail", "")))
         extracted = extract_program(c.text, self.problem.spec, version=prompt.version)
-        if not extracted.ok:
-            self._finish(base, EvalResult.failure(extracted.error or "parse", extracted.detail))
-            return
+        if not extracted.ok or extracted.code is None:
+            return base, EvalResult.failure(extracted.error or "parse", extracted.detail)
         code = extracted.code
-        assert code is not None
         key = program_key(code)
         base.update(program=code, program_key=key)
         first = self.by_key.get(key)
         if first is not None:
-            base["duplicate_of"] = first.id
-            self._finish(base, _result_of(first))
-            return
+            return base, _result_of(first)
         if key in self.pending:  # an identical program is being evaluated right now
-            result = await asyncio.shield(self.pending[key])
-            first = self.by_key.get(key)
-            base["duplicate_of"] = first.id if first else None
-            self._finish(base, result)
-            return
+            return base, await asyncio.shield(self.pending[key])
         fut: asyncio.Future[EvalResult] = asyncio.get_running_loop().create_future()
         self.pending[key] = fut
         try:
@@ -216,10 +211,18 @@ class DiscoveryLoop:
             self.pending.pop(key, None)
             if not fut.done():
                 fut.cancel()
+        return base, result
+
+    def _commit(self, base: dict[str, Any], result: EvalResult) -> None:
+        """Record one sample (in response order, so runs are reproducible) and register it."""
+        key = base.get("program_key")
+        first = self.by_key.get(key) if key else None
+        if first is not None:
+            base["duplicate_of"] = first.id
         rec = self._finish(base, result)
-        if rec.ok:
-            self.db.register(StoredProgram(rec.id, code, float(rec.score),
-                                           tuple(rec.params or ())), island)
+        if rec.ok and first is None and rec.program is not None:
+            self.db.register(StoredProgram(rec.id, rec.program, float(rec.score),
+                                           tuple(rec.params or ())), rec.island)
 
     def _finish(self, base: dict[str, Any], result: EvalResult) -> SampleRecord:
         index = self.next_index

@@ -52,20 +52,26 @@ def _longest_parsable_prefix(source: str) -> str | None:
 
 
 def _body_to_function(body: str, header: str) -> str | None:
-    """A bare body continuing the prompt's header: indent it and stop at the body's end."""
-    lines = body.splitlines()
-    # Keep lines up to the first non-blank line at column 0 (a new def, prose, etc.).
+    """A bare body continuing the prompt's header: indent it and stop at the body's end.
+
+    An indented body ends at the first line back at column 0 (the next function, prose);
+    a body written without indentation ends at the next ``def``/``class``/fence line.
+    """
+    lines = body.strip("\n").splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return None
     kept: list[str] = []
+    indented = lines[0][0].isspace()
     for i, line in enumerate(lines):
-        if i > 0 and line.strip() and not line[0].isspace():
-            break
+        if i > 0 and line.strip():
+            if indented and not line[0].isspace():
+                break
+            if not indented and re.match(r"(def |class |```|if __name__)", line):
+                break
         kept.append(line)
-    text = "\n".join(kept)
-    if kept and kept[0].strip() and not kept[0][0].isspace():
-        # The model omitted the indentation of the whole body.
-        text = textwrap.indent(textwrap.dedent(text), "    ")
-    else:
-        text = textwrap.indent(textwrap.dedent(text), "    ")
+    text = textwrap.indent(textwrap.dedent("\n".join(kept)), "    ")
     return _longest_parsable_prefix(f"{header}\n{text}")
 
 
@@ -93,7 +99,8 @@ def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None)
     # Prefer a block that defines an equation function.
     candidates.sort(key=lambda b: 0 if re.search(r"^\s*def equation", b, re.M) else 1)
     source = candidates[0]
-    if not re.search(r"^\s*def \w+\s*\(", source, re.M):
+    first = next((ln for ln in source.splitlines() if ln.strip()), "")
+    if first[:1].isspace() or not re.search(r"^def \w+\s*\(", source, re.M):
         fn = _body_to_function(source, header)
         if fn is None:
             return Extracted(None, "parse:syntax", "no parsable function body in the response")
