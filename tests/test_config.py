@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from eqforge.config import Config, load_config
 from eqforge.errors import ConfigError
@@ -37,5 +38,5 @@ def test_cli_style_overrides_validate():
     assert c.run.samples == 5 and c.run.seed == 0
     with pytest.raises(ConfigError):
         Config().with_overrides({"evaluator": {"timeout": -1}})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         Config().run.samples = 3  # frozen
