@@ -97,7 +97,9 @@ class OpenAIBackend(LLMBackend):
             except o.AuthenticationError as exc:
                 raise BackendError(f"{self.name}: authentication failed ({_msg(exc)}); check the API key") from None
             except o.NotFoundError as exc:
-                raise BackendError(f"{self.name}: model or endpoint not found ({_msg(exc)}); check --model and --base-url") from None
+                raise BackendError(
+                    f"{self.name}: model or endpoint not found ({_msg(exc)}); check --model and --base-url"
+                ) from None
             except o.BadRequestError as exc:
                 text = _msg(exc).lower()
                 if "context" in text and ("length" in text or "window" in text or "token" in text):
