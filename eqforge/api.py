@@ -81,8 +81,8 @@ def discover(
             f"{out_dir} already holds a run; resume it with `eqforge run --resume {out_dir}` "
             "or choose another --out"
         )
+    backend = build_backend(spec, config)  # fails fast (missing key, bad spec) before any file
     recorder = RunRecorder(out_dir)
-    backend = build_backend(spec, config)
     recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),
                            "problem": problem.summary(), "backend": backend.describe()})
     return _execute(problem, config, backend, recorder, progress, restore=None)
