@@ -52,6 +52,10 @@ class ProblemSpec(BaseModel):
         default_factory=list, description="modules this problem's programs may import, beyond the default policy"
     )
     min_rows: int = 10
+    split: dict[str, str | int | float | bool] | None = Field(
+        default=None,
+        description="how the data were made and split (method, seed, fractions, OOD variable), for the record",
+    )
 
     @property
     def input_names(self) -> list[str]:
@@ -120,6 +124,22 @@ class Problem:
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         rows = ", ".join(f"{k}={v.n}" for k, v in self.splits.items())
         return f"Problem({self.name!r}, {self.input_names} -> {self.output_name}, {rows})"
+
+    # -- construction without files -----------------------------------------------------
+    @classmethod
+    def from_arrays(cls, X: Any, y: Any, names: list[str] | None = None, description: str = "",
+                    target: str = "y", **options: Any) -> Problem:
+        """Build a problem from arrays; see ``eqforge.problems.authoring.problem_from_arrays``."""
+        from eqforge.problems.authoring import problem_from_arrays
+
+        return problem_from_arrays(X, y, names=names, description=description, target=target, **options)
+
+    @classmethod
+    def from_dataframe(cls, df: Any, target: str, description: str = "", **options: Any) -> Problem:
+        """Build a problem from a data frame; see ``eqforge.problems.authoring.problem_from_dataframe``."""
+        from eqforge.problems.authoring import problem_from_dataframe
+
+        return problem_from_dataframe(df, target=target, description=description, **options)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

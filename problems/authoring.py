@@ -1,0 +1,752 @@
+"""Authoring problems: from a CSV and a paragraph, from arrays, from a data frame.
+
+``eqforge new DIR --csv data.csv --target COL --describe "..."`` calls ``scaffold_from_cli``,
+which calls ``scaffold``. Every path ends in ``Problem(...)`` so the checks in
+``problems.validate`` apply, and all of them share the same steps:
+
+1. column labels become safe Python names (``"Angle (rad)"`` -> ``Angle_rad``), the original
+   kept as the variable's ``label``;
+2. the rows are split into ``train`` / ``test_id`` / ``test_ood``: the rows at the extreme
+   (high) end of one variable are held out as out-of-domain, the rest are split at random;
+   the method, fractions and seed are recorded under ``[split]`` in ``problem.toml``;
+3. optionally an LLM drafts per-variable descriptions and units from the user's paragraph,
+   the column names and summary statistics. The draft only fills in descriptions and units
+   of the columns that exist: a column the model invents is ignored, a column it leaves out
+   keeps its default, and the user's paragraph is kept verbatim as the description.
+
+The LLM is either a plain callable ``complete(text) -> str`` or an object with an async
+``generate(prompt, sampling)`` method (an ``eqforge.agents.llm`` backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import keyword
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eqforge.errors import ProblemError
+from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
+from eqforge.problems.validate import RESERVED, check_arrays
+
+DEFAULT_TEST_FRACTION = 0.2
+DEFAULT_OOD_FRACTION = 0.1
+
+# ---------------------------------------------------------------------------------------
+# Safe names
+# ---------------------------------------------------------------------------------------
+
+_SYMBOLS = {"°": "deg", "%": "pct", "µ": "mu", "Å": "angstrom", "²": "2", "³": "3", "/": "_per_",
+            "+": "_plus_", "#": "num"}
+
+
+def _ascii_word(ch: str) -> str:
+    if ch in _SYMBOLS:
+        return _SYMBOLS[ch]
+    if ch.isascii():
+        return ch
+    decomposed = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    if decomposed:
+        return decomposed
+    uname = unicodedata.name(ch, "")
+    m = re.match(r"GREEK (SMALL|CAPITAL) LETTER (\w+)", uname)
+    if m:
+        word = m.group(2).lower()
+        return f"_{word if m.group(1) == 'SMALL' else word.capitalize()}_"
+    return "_"
+
+
+def safe_name(label: str, taken: set[str] | None = None) -> str:
+    """A valid, non-reserved, unused Python identifier for a column label.
+
+    A trailing unit in brackets is left out (it is kept as the variable's unit):
+    ``"Angle (rad)"`` -> ``Angle``, ``"ω [rad/s]"`` -> ``omega``, ``"2nd"`` -> ``var_2nd``,
+    ``"lambda"`` -> ``lambda_``, ``"Δx"`` -> ``Delta_x``; ``taken`` names get a ``_2``,
+    ``_3`` ... suffix.
+    """
+    base, unit = label_defaults(str(label))
+    text = "".join(_ascii_word(ch) for ch in (base if unit else str(label)).strip())
+    name = re.sub(r"[^0-9A-Za-z_]+", "_", text)
+    name = re.sub(r"_+", "_", name).strip("_") or "var"
+    if name[0].isdigit():
+        name = f"var_{name}"
+    if keyword.iskeyword(name) or name in RESERVED:
+        name = f"{name}_"
+    taken = taken if taken is not None else set()
+    base, k = name, 2
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    taken.add(name)
+    return name
+
+
+def safe_names(labels: Sequence[str]) -> list[str]:
+    """``safe_name`` for each label; names that are already fine are kept first."""
+    labels = [str(x) for x in labels]
+    taken: set[str] = set()
+    out: list[str | None] = [None] * len(labels)
+    # Labels that are already good names keep them, so "x" never becomes "x_2".
+    for i, lab in enumerate(labels):
+        if lab == safe_name(lab, set()) and lab not in taken:
+            out[i] = lab
+            taken.add(lab)
+    for i, lab in enumerate(labels):
+        if out[i] is None:
+            out[i] = safe_name(lab, taken)
+    return [str(n) for n in out]
+
+
+_UNIT_RE = re.compile(r"^(.*?)\s*[\(\[]\s*([^\)\]]+?)\s*[\)\]]\s*$")
+
+
+def label_defaults(label: str) -> tuple[str, str | None]:
+    """Description and unit read off a column label: ``"Angle (rad)"`` -> (``Angle``, ``rad``)."""
+    m = _UNIT_RE.match(label.strip())
+    if m and m.group(1):
+        return m.group(1).strip(), m.group(2).strip()
+    return label.strip(), None
+
+
+def make_variable(name: str, label: str, description: str | None = None, unit: str | None = None) -> Variable:
+    """A variable whose defaults come from its column label when it was renamed."""
+    desc0, unit0 = label_defaults(label) if label != name else ("", None)
+    return Variable(
+        name=name,
+        description=description if description is not None else desc0,
+        unit=unit if unit is not None else unit0,
+        label=label if label != name else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Splitting
+# ---------------------------------------------------------------------------------------
+
+
+def _fraction(value: float | None, default: float, what: str) -> float:
+    f = default if value is None else float(value)
+    if not (0.0 <= f < 1.0) or math.isnan(f):
+        raise ProblemError(f"{what} must be at least 0 and below 1, got {value!r}")
+    return f
+
+
+def split_rows(
+    column: np.ndarray | None,
+    n: int,
+    *,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    ood_fraction: float = DEFAULT_OOD_FRACTION,
+    ood_side: str = "high",
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Row indices per split: the ``ood_fraction`` rows at the ``ood_side`` end of ``column``
+    are ``test_ood``; ``test_fraction`` of all rows, drawn at random from the rest, are
+    ``test_id``; the remainder is ``train``. Indices stay in their original order."""
+    test_fraction = _fraction(test_fraction, DEFAULT_TEST_FRACTION, "the test fraction")
+    ood_fraction = _fraction(ood_fraction, DEFAULT_OOD_FRACTION, "the OOD fraction")
+    if test_fraction + ood_fraction >= 1.0:
+        raise ProblemError(
+            f"test fraction {test_fraction} + OOD fraction {ood_fraction} leave no training rows"
+        )
+    idx = np.arange(n)
+    ood = np.array([], dtype=int)
+    if ood_fraction > 0 and column is not None:
+        n_ood = max(1, int(round(ood_fraction * n)))
+        key = np.asarray(column, dtype=float)
+        if ood_side == "low":
+            order = np.argsort(key, kind="stable")
+        elif ood_side == "high":
+            order = np.argsort(-key, kind="stable")
+        elif ood_side == "both":
+            centre = np.median(key)
+            order = np.argsort(-np.abs(key - centre), kind="stable")
+        else:
+            raise ProblemError(f"ood side must be 'high', 'low' or 'both', got {ood_side!r}")
+        ood = np.sort(order[:n_ood])
+    rest = np.setdiff1d(idx, ood)
+    rng = np.random.default_rng(seed)
+    n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
+    n_test = min(n_test, max(len(rest) - 1, 0))
+    test = np.sort(rng.permutation(rest)[:n_test]) if n_test else np.array([], dtype=int)
+    train = np.setdiff1d(rest, test)
+    out = {"train": train}
+    if len(test):
+        out["test_id"] = test
+    if len(ood):
+        out["test_ood"] = ood
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Building problems from in-memory data
+# ---------------------------------------------------------------------------------------
+
+
+def _to_float_matrix(columns: list[np.ndarray], labels: list[str], *, source: str, row_offset: int) -> np.ndarray:
+    """Columns of arbitrary objects -> float matrix; a bad cell is reported by column and row."""
+    out = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.float64)
+    for j, col in enumerate(columns):
+        arr = np.asarray(col)
+        try:
+            if arr.dtype.kind in "OUSV":
+                raise TypeError
+            out[:, j] = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            for i, cell in enumerate(arr.tolist()):
+                try:
+                    out[i, j] = float(cell)
+                except (TypeError, ValueError):
+                    raise ProblemError(
+                        f"{source}: column {labels[j]!r} row {i + row_offset} is not a number "
+                        f"({cell!r}); fix or remove that row"
+                    ) from None
+    return out
+
+
+def build_problem(
+    data: np.ndarray,
+    labels: Sequence[str],
+    target: str,
+    *,
+    description: str,
+    name: str = "problem",
+    inputs: Sequence[str] | None = None,
+    descriptions: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
+    test_fraction: float | None = None,
+    ood_variable: str | None = None,
+    ood_fraction: float | None = None,
+    ood_side: str = "high",
+    seed: int = 0,
+    split: bool = True,
+    source: str = "<memory>",
+    row_offset: int = 1,
+    extra_splits: dict[str, tuple[Any, Any]] | None = None,
+    ground_truth: str | None = None,
+    record: dict[str, Any] | None = None,
+) -> Problem:
+    """The shared path for ``new``, ``from_arrays`` and ``from_dataframe``.
+
+    ``data`` is an (n, k) float matrix whose columns are ``labels``; ``target`` is one label;
+    ``inputs`` (labels) defaults to every other column. ``descriptions`` and ``units`` are
+    keyed by label or by safe name. ``row_offset`` converts 0-based row indices to the row
+    numbers shown in errors (2 for a CSV with a header, 1 for arrays).
+    """
+    labels = [str(x) for x in labels]
+    if len(set(labels)) != len(labels):
+        dup = next(x for x in labels if labels.count(x) > 1)
+        raise ProblemError(f"{source}: column {dup!r} appears twice; column names must be unique")
+    if target not in labels:
+        raise ProblemError(f"{source}: target column {target!r} not found (columns: {labels})")
+    input_labels = [x for x in labels if x != target] if inputs is None else [str(x) for x in inputs]
+    for lab in input_labels:
+        if lab not in labels:
+            raise ProblemError(f"{source}: input column {lab!r} not found (columns: {labels})")
+        if lab == target:
+            raise ProblemError(f"{source}: column {lab!r} cannot be both an input and the target")
+    if not input_labels:
+        raise ProblemError(f"{source}: no input columns besides the target {target!r}")
+    if not description or not description.strip():
+        raise ProblemError(f"{source}: a problem needs a description of the system (--describe)")
+
+    used = [*input_labels, target]
+    names = safe_names(used)
+    by_label = dict(zip(used, names, strict=True))
+    X = data[:, [labels.index(x) for x in input_labels]]
+    y = data[:, labels.index(target)]
+    # Whole-data check first, so a bad row is reported in the user's numbering.
+    check_arrays(X, y, names, source=source, min_rows=1)
+
+    def pick(table: dict[str, str] | None, lab: str) -> str | None:
+        if not table:
+            return None
+        return table.get(lab, table.get(by_label[lab]))
+
+    variables = [make_variable(by_label[lab], lab, pick(descriptions, lab), pick(units, lab)) for lab in used]
+
+    splits: dict[str, Split]
+    info: dict[str, Any] = {"seed": int(seed), "rows": int(len(y))}
+    if split and extra_splits is None:
+        tf = _fraction(test_fraction, DEFAULT_TEST_FRACTION, "the test fraction")
+        of = _fraction(ood_fraction, DEFAULT_OOD_FRACTION, "the OOD fraction")
+        ood_name: str | None = None
+        column = None
+        if of > 0:
+            ood_label = ood_variable if ood_variable is not None else input_labels[0]
+            if ood_label not in by_label:
+                # accept the safe name as well as the label
+                match = [lab for lab, nm in by_label.items() if nm == ood_label]
+                if not match:
+                    raise ProblemError(
+                        f"{source}: OOD variable {ood_variable!r} is not a column of the problem "
+                        f"(choose one of {list(by_label.values())})"
+                    )
+                ood_label = match[0]
+            ood_name = by_label[ood_label]
+            column = data[:, labels.index(ood_label)]
+        rows = split_rows(column, len(y), test_fraction=tf, ood_fraction=of, ood_side=ood_side, seed=seed)
+        splits = {s: Split(X=X[ix], y=y[ix], origin=f"{source} [{s} split]") for s, ix in rows.items()}
+        info.update({"method": "random+ood" if of > 0 else "random", "test_fraction": tf, "ood_fraction": of})
+        if ood_name is not None and column is not None and "test_ood" in rows:
+            held = column[rows["test_ood"]]
+            info.update({"ood_variable": ood_name, "ood_side": ood_side})
+            if ood_side == "high":
+                info["ood_threshold"] = float(np.min(held))
+            elif ood_side == "low":
+                info["ood_threshold"] = float(np.max(held))
+    else:
+        splits = {"train": Split(X=X, y=y, origin=f"{source} [train]")}
+        info["method"] = "given"
+        for split_name, pair in (extra_splits or {}).items():
+            if pair is None:
+                continue
+            if split_name not in ("test_id", "test_ood"):
+                raise ProblemError(f"{source}: unknown split {split_name!r}; use test_id or test_ood")
+            Xs = _as_2d(pair[0], len(input_labels), source=f"{source} [{split_name}]")
+            ys = np.asarray(pair[1], dtype=float).reshape(-1)
+            splits[split_name] = Split(X=Xs, y=ys, origin=f"{source} [{split_name}]")
+    if record:
+        info.update({k: v for k, v in record.items() if v is not None})
+    spec = ProblemSpec(
+        name=name,
+        description=description,
+        inputs=variables[:-1],
+        output=variables[-1],
+        ground_truth=ground_truth,
+        split=info,
+    )
+    return Problem(spec, splits, source=source)
+
+
+def _as_2d(X: Any, d: int, *, source: str) -> np.ndarray:
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ProblemError(f"{source}: inputs are not numeric ({exc})") from None
+    if arr.ndim == 1 and d == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ProblemError(f"{source}: inputs must be a 2-D array (rows x {d} columns), got shape {arr.shape}")
+    return arr
+
+
+def problem_from_arrays(
+    X: Any,
+    y: Any,
+    names: Sequence[str] | None = None,
+    description: str = "",
+    target: str = "y",
+    *,
+    name: str = "problem",
+    descriptions: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
+    test_id: tuple[Any, Any] | None = None,
+    test_ood: tuple[Any, Any] | None = None,
+    split: bool = True,
+    test_fraction: float | None = None,
+    ood_variable: str | None = None,
+    ood_fraction: float | None = None,
+    ood_side: str = "high",
+    seed: int = 0,
+    ground_truth: str | None = None,
+) -> Problem:
+    """A problem from an (n, d) input array and an (n,) target.
+
+    ``names`` are the d input names (default: a data frame's columns, else ``x0 .. x{d-1}``); names that are not safe
+    Python identifiers are renamed and kept as labels. By default the rows are split as
+    ``eqforge new`` splits them; pass ``test_id=(X, y)`` / ``test_ood=(X, y)`` to give the
+    test splits yourself, or ``split=False`` to keep every row for training.
+    """
+    source = "<arrays>"
+    if names is None and hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        names = [str(c) for c in X.columns]  # a data frame of inputs names its columns
+    if hasattr(X, "to_numpy"):
+        X = X.to_numpy()
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 2 and 1 in y_arr.shape:
+        y_arr = y_arr.reshape(-1)
+    if y_arr.ndim != 1:
+        raise ProblemError(f"{source}: target must be one-dimensional, got shape {y_arr.shape}")
+    X_raw = np.asarray(X, dtype=object) if not isinstance(X, np.ndarray) else X
+    if X_raw.ndim == 1:
+        X_raw = X_raw.reshape(-1, 1)
+    if X_raw.ndim != 2:
+        raise ProblemError(f"{source}: inputs must be a 2-D array (rows x columns), got shape {X_raw.shape}")
+    if X_raw.shape[0] != y_arr.shape[0]:
+        raise ProblemError(f"{source}: {X_raw.shape[0]} input rows but {y_arr.shape[0]} target values")
+    d = X_raw.shape[1]
+    labels = [f"x{i}" for i in range(d)] if names is None else [str(n) for n in names]
+    if len(labels) != d:
+        raise ProblemError(f"{source}: {len(labels)} names {labels} for {d} input columns")
+    all_labels = [*labels, str(target)]
+    data = _to_float_matrix([X_raw[:, j] for j in range(d)] + [y_arr], all_labels, source=source, row_offset=1)
+    extra = None
+    if test_id is not None or test_ood is not None:
+        extra = {"test_id": test_id, "test_ood": test_ood}
+    return build_problem(
+        data, all_labels, str(target), description=description, name=name, descriptions=descriptions,
+        units=units, split=split, test_fraction=test_fraction, ood_variable=ood_variable,
+        ood_fraction=ood_fraction, ood_side=ood_side, seed=seed, source=source, row_offset=1,
+        extra_splits=extra, ground_truth=ground_truth,
+    )
+
+
+def problem_from_dataframe(
+    df: Any,
+    target: str,
+    description: str = "",
+    *,
+    inputs: Sequence[str] | None = None,
+    name: str = "problem",
+    **options: Any,
+) -> Problem:
+    """A problem from a data frame (pandas or anything with ``.columns`` and ``.to_numpy()``).
+
+    ``target`` names the column to model; ``inputs`` (default: every other column) the
+    input columns. Other options as ``problem_from_arrays`` (``descriptions``, ``units``,
+    ``test_fraction``, ``ood_variable``, ``ood_fraction``, ``seed``, ``split`` ...).
+    """
+    source = "<dataframe>"
+    if not hasattr(df, "columns") or not hasattr(df, "to_numpy"):
+        raise ProblemError(f"{source}: expected a data frame (an object with .columns and .to_numpy())")
+    labels = [str(c) for c in list(df.columns)]
+    raw = np.asarray(df.to_numpy())
+    if raw.ndim != 2 or raw.shape[1] != len(labels):
+        raise ProblemError(f"{source}: data has shape {raw.shape} for {len(labels)} columns")
+    target = str(target)
+    if target not in labels:
+        raise ProblemError(f"{source}: target column {target!r} not found (columns: {labels})")
+    used = [x for x in labels if x != target] if inputs is None else [str(x) for x in inputs]
+    missing = [x for x in used if x not in labels]
+    if missing:
+        raise ProblemError(f"{source}: input column {missing[0]!r} not found (columns: {labels})")
+    used = [*used, target]
+    data = _to_float_matrix([raw[:, labels.index(x)] for x in used], used, source=source, row_offset=1)
+    labels = used
+    allowed = {"descriptions", "units", "split", "test_fraction", "ood_variable", "ood_fraction",
+               "ood_side", "seed", "ground_truth"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"unexpected options {sorted(unknown)}")
+    return build_problem(data, labels, target, description=description, name=name,
+                         inputs=labels[:-1], source=source, row_offset=1, **options)
+
+
+# ---------------------------------------------------------------------------------------
+# LLM-drafted variable descriptions
+# ---------------------------------------------------------------------------------------
+
+DRAFT_SYSTEM = (
+    "You help scientists describe their data sets. You answer with JSON only and never add "
+    "or remove variables."
+)
+
+DRAFT_TEMPLATE = """A scientist describes an experiment and a data table.
+
+Their description (verbatim):
+\"\"\"{description}\"\"\"
+
+The table has these columns (safe name, original header, summary statistics):
+{columns}
+
+The column to be modelled (the output) is `{target}`.
+
+For every column above, write a short description of the physical quantity (one phrase,
+as it would appear in "a numpy array representing observations of ...") and its unit
+(SI symbol, or "dimensionless"; null if it cannot be told). Use only the columns listed;
+do not invent new ones. Answer with JSON only, in this form:
+{{"variables": [{{"name": "<safe name>", "description": "...", "unit": "..."}}]}}
+"""
+
+
+def summarize(data: np.ndarray, labels: Sequence[str], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Per-column summary statistics, for the drafting prompt and for ``describe``."""
+    out = []
+    for j, (lab, nm) in enumerate(zip(labels, names, strict=True)):
+        col = data[:, j]
+        out.append({
+            "name": nm, "label": lab, "min": float(np.min(col)), "max": float(np.max(col)),
+            "mean": float(np.mean(col)), "std": float(np.std(col)), "distinct": int(len(np.unique(col))),
+        })
+    return out
+
+
+def draft_prompt(description: str, table: list[dict[str, Any]], target: str) -> str:
+    lines = []
+    for c in table:
+        header = f" (header: {c['label']!r})" if c["label"] != c["name"] else ""
+        lines.append(
+            f"- `{c['name']}`{header}: min {c['min']:.6g}, max {c['max']:.6g}, mean {c['mean']:.6g}, "
+            f"std {c['std']:.6g}, {c['distinct']} distinct values"
+        )
+    return DRAFT_TEMPLATE.format(description=description.strip(), columns="\n".join(lines), target=target)
+
+
+def _json_candidates(text: str) -> list[Any]:
+    """Every JSON object or array found in ``text``: fenced blocks first, then the rest."""
+    found: list[Any] = []
+    blocks = re.findall(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", text, flags=re.S)
+    decoder = json.JSONDecoder()
+    for chunk in [*blocks, text]:
+        chunk = chunk.strip()
+        try:
+            found.append(json.loads(chunk))
+            continue
+        except json.JSONDecodeError:
+            pass
+        i = 0
+        while i < len(chunk):
+            if chunk[i] in "{[":
+                try:
+                    obj, end = decoder.raw_decode(chunk, i)
+                except json.JSONDecodeError:
+                    i += 1
+                    continue
+                found.append(obj)
+                i = end
+            else:
+                i += 1
+    return found
+
+
+def _entries(obj: Any) -> list[tuple[str, Any]]:
+    """Normalise the shapes a model may answer with into (key, value) pairs."""
+    if isinstance(obj, dict):
+        for key in ("variables", "columns", "inputs"):
+            if isinstance(obj.get(key), list | dict):
+                pairs = _entries(obj[key])
+                out = obj.get("output") or obj.get("target")
+                if isinstance(out, dict):
+                    pairs += _entries([out])
+                return pairs
+        return [(str(k), v) for k, v in obj.items()]
+    if isinstance(obj, list):
+        pairs = []
+        for item in obj:
+            if isinstance(item, dict):
+                key = item.get("name") or item.get("column") or item.get("variable") or item.get("label")
+                if key is not None:
+                    pairs.append((str(key), item))
+        return pairs
+    return []
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def parse_draft(
+    text: str, names: Sequence[str], labels: Sequence[str] | None = None
+) -> dict[str, dict[str, str | None]]:
+    """Read a model's answer into ``{safe name: {"description", "unit"}}``.
+
+    Tolerates code fences and prose around the JSON and several answer shapes; keys may be
+    the safe name or the original header (case-insensitively). Columns the model invented
+    are ignored; columns it left out are absent from the result.
+    """
+    labels = list(labels) if labels is not None else list(names)
+    lookup: dict[str, str] = {}
+    for nm, lab in zip(names, labels, strict=True):
+        for key in (nm, lab):
+            lookup.setdefault(key, nm)
+            lookup.setdefault(key.strip().lower(), nm)
+    result: dict[str, dict[str, str | None]] = {}
+    for obj in _json_candidates(text):
+        for key, value in _entries(obj):
+            nm = lookup.get(key) or lookup.get(key.strip().lower()) or lookup.get(key.strip("` ").lower())
+            if nm is None or nm in result:
+                continue
+            if isinstance(value, dict):
+                desc = _clean(value.get("description") or value.get("desc") or value.get("meaning"))
+                unit = _clean(value.get("unit") if "unit" in value else value.get("units"))
+            elif isinstance(value, str):
+                desc, unit = _clean(value), None
+            else:
+                continue
+            if unit is not None and unit.lower() in ("null", "none", "unknown", "n/a", "?"):
+                unit = None
+            result[nm] = {"description": desc, "unit": unit}
+        if result:
+            break
+    return result
+
+
+def _run_sync(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def as_complete(llm: Any, *, temperature: float = 0.2, max_tokens: int = 1024,
+                close: bool = False) -> Callable[[str], str]:
+    """A ``complete(text) -> str`` from a callable or from an LLM backend (async ``generate``)."""
+    if hasattr(llm, "generate"):
+        def complete(text: str) -> str:
+            from eqforge.agents.llm.base import SamplingParams
+            from eqforge.errors import BackendError
+            from eqforge.prompts.builder import Prompt
+
+            prompt = Prompt(
+                completion=f"{DRAFT_SYSTEM}\n\n{text}\n",
+                messages=[{"role": "system", "content": DRAFT_SYSTEM}, {"role": "user", "content": text}],
+                version=0,
+                template="authoring",
+            )
+
+            async def once() -> Any:
+                try:
+                    return await llm.generate(prompt, SamplingParams(n=1, temperature=temperature,
+                                                                     max_tokens=max_tokens))
+                finally:
+                    if close and hasattr(llm, "aclose"):
+                        await llm.aclose()
+
+            completions = _run_sync(once())
+            if not completions:
+                raise BackendError("the model returned no response while drafting descriptions")
+            first = completions[0]
+            if getattr(first, "error", None):
+                raise BackendError(f"drafting descriptions failed: {first.error}")
+            return str(getattr(first, "text", first))
+        return complete
+    if callable(llm):
+        return llm
+    raise TypeError("llm must be a callable complete(text) -> str or a backend with async generate()")
+
+
+def draft_variables(
+    llm: Any, description: str, data: np.ndarray, labels: Sequence[str], names: Sequence[str], target: str
+) -> tuple[dict[str, dict[str, str | None]], str]:
+    """Ask the model for descriptions and units; returns (parsed draft, raw answer)."""
+    complete = as_complete(llm)
+    table = summarize(data, labels, names)
+    answer = complete(draft_prompt(description, table, target))
+    return parse_draft(answer or "", names, labels), answer or ""
+
+
+# ---------------------------------------------------------------------------------------
+# eqforge new
+# ---------------------------------------------------------------------------------------
+
+
+def scaffold(
+    directory: str | Path,
+    csv: str | Path,
+    target: str,
+    describe: str,
+    *,
+    llm: Any = None,
+    llm_name: str | None = None,
+    name: str | None = None,
+    test_fraction: float | None = None,
+    ood_variable: str | None = None,
+    ood_fraction: float | None = None,
+    ood_side: str = "high",
+    seed: int = 0,
+    force: bool = False,
+) -> Path:
+    """Turn a CSV and a paragraph into a problem folder; returns the folder.
+
+    ``llm``: ``None``, a callable ``complete(text) -> str`` or a backend with async
+    ``generate``; with one, the per-variable descriptions and units are drafted by the model
+    (the paragraph itself is kept verbatim). ``target`` and ``ood_variable`` are column
+    headers as they appear in the CSV (safe names are accepted too).
+    """
+    from eqforge.problems.io import read_csv, save_problem
+
+    out = Path(directory)
+    csv_path = Path(csv)
+    if (out / "problem.toml").exists() and not force:
+        raise ProblemError(f"{out}: already holds a problem.toml; choose another folder or pass --force")
+    if out.exists() and not out.is_dir():
+        raise ProblemError(f"{out}: exists and is not a folder")
+    header, data = read_csv(csv_path)
+    if target not in header:
+        names = safe_names(header)
+        if target in names:
+            target = header[names.index(target)]
+        else:
+            raise ProblemError(f"{csv_path}: target column {target!r} not found (header has {header})")
+    if ood_variable is not None and ood_variable not in header:
+        names = safe_names(header)
+        if ood_variable in names:
+            ood_variable = header[names.index(ood_variable)]
+    problem_name = name or out.resolve().name
+    source = str(csv_path)
+    problem = build_problem(
+        data, header, target, description=describe, name=problem_name, test_fraction=test_fraction,
+        ood_variable=ood_variable, ood_fraction=ood_fraction, ood_side=ood_side, seed=seed,
+        source=source, row_offset=2, record={"source": csv_path.name},
+    )
+    note = ""
+    if llm is not None:
+        used = [v.label or v.name for v in (*problem.spec.inputs, problem.spec.output)]
+        names = [v.name for v in (*problem.spec.inputs, problem.spec.output)]
+        cols = [header.index(lab) for lab in used]
+        draft, _raw = draft_variables(llm, describe, data[:, cols], used, names, problem.spec.output.name)
+        problem = apply_draft(problem, draft)
+        who = llm_name or getattr(llm, "name", None) or "an LLM"
+        missing = [n for n in names if n not in draft]
+        note = (f"# Variable descriptions and units were drafted by {who}; review them before running.\n"
+                + (f"# The model gave nothing for: {', '.join(missing)}.\n" if missing else ""))
+    save_problem(problem, out)
+    toml = out / "problem.toml"
+    header_note = (
+        f"# Made by `eqforge new` from {csv_path.name}: {sum(s.n for s in problem.splits.values())} rows, "
+        f"split as recorded under [split].\n" + note
+    )
+    toml.write_text(header_note + toml.read_text(encoding="utf-8"), encoding="utf-8")
+    return out
+
+
+def apply_draft(problem: Problem, draft: dict[str, dict[str, str | None]]) -> Problem:
+    """Copy drafted descriptions/units onto the problem's variables (only those given)."""
+    def update(v: Variable) -> Variable:
+        d = draft.get(v.name)
+        if not d:
+            return v
+        changes = {k: val for k, val in (("description", d.get("description")), ("unit", d.get("unit")))
+                   if val is not None}
+        return v.model_copy(update=changes)
+
+    spec = problem.spec.model_copy(update={
+        "inputs": [update(v) for v in problem.spec.inputs],
+        "output": update(problem.spec.output),
+    })
+    return Problem(spec, problem.splits, source=problem.source)
+
+
+def scaffold_from_cli(args: Any) -> Path:
+    """What ``eqforge new`` runs; ``args`` carries the flags of the ``new`` sub-command."""
+    g = lambda key, default=None: getattr(args, key, default)  # noqa: E731
+    llm = None
+    spec_str = g("llm")
+    if spec_str:
+        from eqforge.agents.llm.registry import BackendOptions, make_backend
+
+        opts: dict[str, Any] = {"base_url": g("base_url"), "model": g("model")}
+        if g("api_key_env"):
+            opts["api_key_env"] = g("api_key_env")
+        backend = make_backend(spec_str, BackendOptions(**{k: v for k, v in opts.items() if v is not None}))
+        llm = as_complete(backend, close=True)
+    return scaffold(
+        g("directory"), g("csv"), g("target"), g("describe"), llm=llm, llm_name=spec_str,
+        test_fraction=g("test_fraction"), ood_variable=g("ood_variable"), ood_fraction=g("ood_fraction"),
+        seed=g("seed", 0) or 0, force=bool(g("force", False)),
+    )
