@@ -51,7 +51,7 @@ class DiscoveryLoop:
             problem.spec, template=config.sampler.template, max_params=config.evaluator.max_params
         )
         self.stats = RunStats(budget=config.run.samples, max_seconds=config.run.max_seconds,
-                              max_cost=config.run.max_cost)
+                              max_cost=config.run.max_cost, problem=problem.name)
         self.records: list[SampleRecord] = []
         self.best: SampleRecord | None = None
         self.by_key: dict[str, SampleRecord] = {}
@@ -181,14 +181,18 @@ class DiscoveryLoop:
         base: dict[str, Any] = {
             "source": "llm", "island": island, "prompt_hash": prompt.hash,
             "parent_ids": prompt.source_ids, "model": c.model,
-            "prompt_style": self.backend.prompt_style, "response": c.text,
+            "prompt_style": c.extra.get("prompt_style", self.backend.prompt_style), "response": c.text,
             "llm_seconds": llm_seconds, "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens, "cost": c.cost, "cached": c.cached,
+            "finish_reason": c.finish_reason,
         }
         if c.error:
             return base, EvalResult.failure(c.error, str(c.extra.get("detail", "")))
         extracted = extract_program(c.text, self.problem.spec, version=prompt.version)
         if not extracted.ok or extracted.code is None:
+            if c.finish_reason == "length":  # cut off at max_tokens: say so, not just "syntax"
+                return base, EvalResult.failure("llm:truncated", f"the answer hit --max-tokens; "
+                                                f"{extracted.error}: {extracted.detail}")
             return base, EvalResult.failure(extracted.error or "parse", extracted.detail)
         code = extracted.code
         key = program_key(code)
@@ -260,6 +264,7 @@ class DiscoveryLoop:
             s.cached_calls += int(rec.cached)
         if rec.ok and rec.score is not None and (s.best_score is None or rec.score > s.best_score):
             s.best_score, s.best_program, s.best_id = rec.score, rec.program, rec.id
+            s.best_params = rec.params
             self.best = rec
             if write:
                 self.recorder.write_best(rec, self.problem.name)
@@ -279,7 +284,7 @@ class DiscoveryLoop:
                     "n_params": b.n_params,
                     "nmse": {k: b.nmse.get(k) for k in ("train", "test_id", "test_ood")},
                     "metrics": b.metrics}
-        return {
+        summary = {
             "problem": self.problem.name,
             "samples": s.samples,
             "valid": s.valid,
@@ -293,6 +298,15 @@ class DiscoveryLoop:
             "stopped": self.stop_reason,
             "llm": self.backend.describe(),
         }
+        if self.stop_reason != "interrupted":  # Ctrl-C wants a prompt exit; `report` redoes it
+            try:
+                from eqforge.evaluator.analysis import enrich_summary
+
+                enrich_summary(summary, self.records, self.problem)
+            except Exception as exc:  # noqa: BLE001 - analysis must never break a run
+                log.warning("could not analyse the run's equations: %s: %s",
+                            type(exc).__name__, exc)
+        return summary
 
 
 def _result_of(rec: SampleRecord) -> EvalResult:

@@ -26,6 +26,8 @@ class RunStats:
     best_score: float | None = None
     best_program: str | None = None
     best_id: str | None = None
+    best_params: list[float] | None = None
+    problem: str | None = None  # name, for titles of live views
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
