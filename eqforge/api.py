@@ -56,9 +56,9 @@ def build_backend(spec: RunSpec, config: Config, *, replay_start: int = 0):  # n
            "replay_start": replay_start}
     )
     if len(specs) == 1:
-        from eqforge.agents.llm.registry import split_weight
+        from eqforge.agents.llm.registry import split_weight, wrap_backend
 
-        return make_backend(split_weight(specs[0])[0], opts)
+        return wrap_backend(make_backend(split_weight(specs[0])[0], opts), opts)  # prices, cache
     from eqforge.agents.llm.ensemble import make_ensemble
 
     return make_ensemble(specs, opts, seed=config.run.seed)
@@ -110,6 +110,36 @@ def resume(
     log.info("resuming %s: %d samples on record", run_dir, done)
     return _execute(problem, config, backend, recorder, progress,
                     restore=(records, events, elapsed))
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's ``config.json`` (without creating anything)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise EqforgeError(f"{run_dir}: no config.json here; is this a run directory?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def replay(
+    run_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    samples: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Re-run a recorded run with its own configuration, serving its samples' responses in order."""
+    source = Path(run_dir)
+    saved = read_run_config(source)
+    config = Config.model_validate(saved["config"])
+    from eqforge.agents.llm.replay import read_run_samples
+
+    n_recorded = len(read_run_samples(source))
+    config = config.with_overrides({"run": {"samples": samples or n_recorded}})
+    config = config.model_copy(update={"run": config.run.model_copy(update={"out": None})})
+    run = dict(saved["run"])
+    spec = RunSpec(problem=run["problem"], data=run.get("data"), llm=[f"replay:{source}"],
+                   backend={k: v for k, v in (run.get("backend") or {}).items() if k != "model"})
+    return discover(spec, config, out=out, progress=progress)
 
 
 def _execute(problem, config, backend, recorder, progress, *, restore):  # noqa: ANN001, ANN202

@@ -40,12 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="search for an equation")
     run.add_argument("problem", nargs="?", help="built-in problem name or folder with problem.toml")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
+    run.add_argument("--replay-from", metavar="RUN_DIR",
+                     help="re-run a recorded run with its config, serving its own samples' responses")
     run.add_argument("--llm", action="append", metavar="SPEC",
                      help="openai:MODEL | openai-compatible | replay:FILE | local:PATH | vllm:MODEL"
                           " (repeat with @weight for an ensemble)")
     run.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--model", help="model name for --llm openai-compatible")
     run.add_argument("--api-key-env", help="environment variable holding the API key")
+    run.add_argument("--no-cache", action="store_true",
+                     help="do not read or write the response cache (~/.cache/eqforge/responses,"
+                          " or $EQFORGE_CACHE_DIR)")
+    run.add_argument("--prices", metavar="FILE",
+                     help="price table (TOML, USD per 1M tokens) extending the built-in one")
+    run.add_argument("--engine", choices=["auto", "llama-cpp", "transformers"],
+                     help="in-process engine for --llm local:PATH (default: auto)")
     run.add_argument("--samples", type=int, help="sample budget (default 1000)")
     run.add_argument("--max-seconds", type=float, help="wall-clock budget")
     run.add_argument("--target-score", type=float, help="stop when the best score reaches this")
@@ -136,12 +145,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("give either a problem or --resume RUN_DIR, not both")
         summary = resume(args.resume, samples=args.samples, progress=_progress(args))
         out = Path(args.resume)
+    elif args.replay_from:
+        from eqforge.api import read_run_config, replay
+
+        if args.problem:
+            raise ConfigError("--replay-from RUN_DIR takes the problem from the recorded run; drop the problem")
+        saved = read_run_config(args.replay_from)
+        out = Path(args.out or default_run_dir(saved["run"]["problem"]))
+        summary = replay(args.replay_from, out=out, samples=args.samples, progress=_progress(args))
     else:
         if not args.problem:
             raise ConfigError("name a problem (see `eqforge problems list`) or pass --resume RUN_DIR")
         config = _config_from(args)
         backend = {k: v for k, v in {"base_url": args.base_url, "model": args.model,
-                                     "api_key_env": args.api_key_env}.items() if v}
+                                     "api_key_env": args.api_key_env, "prices": args.prices,
+                                     "engine": args.engine}.items() if v}
+        if args.no_cache:
+            backend["cache"] = False
         spec = RunSpec(problem=args.problem, data=args.data, llm=args.llm or [], backend=backend)
         out = Path(config.run.out or default_run_dir(args.problem))
         summary = discover(spec, config, out=out, progress=_progress(args))
@@ -160,6 +180,11 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         lines.append(f"best score (-MSE train): {best['score']:.6g}")
         lines.append("test NMSE: " + ", ".join(f"{k}={v:.3g}" if v is not None else f"{k}=n/a"
                                                for k, v in nmse.items()))
+        if best.get("equation"):
+            lines.append(f"best equation: {best['equation']}"
+                         f"  (complexity {best.get('complexity')})")
+        if "recovered" in summary:
+            lines.append("ground truth: " + ("recovered" if summary["recovered"] else "not recovered"))
         lines.append("best program:\n" + (best.get("program") or "").rstrip())
         lines.append("params: " + json.dumps([round(p, 6) for p in best.get("params") or []]))
     print("\n".join(lines))
@@ -227,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     except EqforgeError as exc:
         print(f"eqforge: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except KeyboardInterrupt:
         print("eqforge: interrupted; the run can be continued with `eqforge run --resume DIR`",
               file=sys.stderr)

@@ -112,7 +112,7 @@ class Evaluator:
         if self.config.fitter == "default":
             options["indices"] = list(usage.fit_indices(max_p))
             options["subsample"] = self.config.fit_subsample
-            options["time_budget"] = self.config.timeout * 0.5
+            options["time_budget"] = self.config.fit_time_budget or self.config.timeout * 0.5
             if parent:
                 options["parent"] = {str(k): v for k, v in parent.items()}
         if params is not None:

@@ -9,6 +9,7 @@ rejected with a ``policy:<rule>`` reason before any code executes. The policy is
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -44,7 +45,18 @@ DENIED_ATTRIBUTES = (
     "testing", "ctypeslib", "os", "sys", "builtins", "set_printoptions", "seterr",
     "seterrcall", "geterrobj", "seterrobj", "show_config", "info", "source", "who",
     "_core", "core", "frombuffer", "from_dlpack",
+    # more introspection handles, raw-memory and foreign-function doors
+    "cell_contents", "f_trace_lines", "f_trace_opcodes", "gi_yieldfrom", "cr_await",
+    "ag_await", "co_names", "co_varnames", "co_filename", "tb_lasti", "tb_lineno",
+    "func_closure", "func_code", "im_func", "im_self", "cffi", "stride_tricks", "as_strided",
+    "npyio", "subclasses",
+    # file access reachable from numpy's public namespaces
+    "fromtextfile", "open_memmap", "read_array", "write_array", "NpzFile", "openfile",
+    "load_library", "temppath", "tempfile", "pathlib", "fileinput", "build_and_import_extension",
 )
+
+
+_DUNDER_TEXT = re.compile(r"__[A-Za-z]\w*__")
 
 
 class Policy(BaseModel):
@@ -91,15 +103,25 @@ class _Checker(ast.NodeVisitor):
         self.violations.append(Violation(rule, detail, getattr(node, "lineno", 0)))
 
     # imports -------------------------------------------------------------------------
+    def _module_path_ok(self, module: str) -> bool:
+        """Allowed root, and no private or denied part (``numpy.lib.stride_tricks``)."""
+        if not self.policy.import_allowed(module):
+            return False
+        parts = module.split(".")[1:]
+        return not any(p.startswith("_") or p in self.policy.denied_attributes for p in parts)
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if not self.policy.import_allowed(alias.name):
+            if not self._module_path_ok(alias.name):
                 self.flag("import", f"import {alias.name} is not allowed", node)
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
-        if node.level or not self.policy.import_allowed(module):
+        # ``from scipy import special`` names allowed submodules of a package that is not
+        # itself allowed: fine when every imported name is an allowed module path.
+        submodules_ok = all(self._module_path_ok(f"{module}.{a.name}") for a in node.names)
+        if node.level or not (self._module_path_ok(module) or submodules_ok):
             self.flag("import", f"from {module} import ... is not allowed", node)
         for alias in node.names:
             if alias.name == "*":
@@ -157,8 +179,14 @@ class _Checker(ast.NodeVisitor):
         self.flag("generator", "generator expressions are not allowed; use a list", node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and len(node.value) > 5000:
-            self.flag("size", "string constant too long", node)
+        if isinstance(node.value, str | bytes):
+            text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
+            if len(text) > 5000:
+                self.flag("size", "string constant too long", node)
+            elif _DUNDER_TEXT.search(text):
+                # Names like "__globals__" only matter to code that looks attributes up by
+                # string, which is exactly what an equation never does.
+                self.flag("dunder", "string naming a dunder attribute", node)
 
 
 def check(code: str, policy: Policy | None = None) -> Violation | None:

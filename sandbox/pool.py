@@ -4,10 +4,18 @@ Each zygote is a long-lived ``eqforge.sandbox.worker`` process; one thread per z
 it batches of jobs from a shared queue and resolves their futures. A zygote that dies or
 stops answering is killed, replaced, and its in-flight jobs are reported as ``crash`` —
 the pool (and the run) goes on.
+
+Every zygote (with its scorer, see ``worker``) gets its own cgroups (see ``cgroups``): a
+small ``pids.max`` and a memory limit of their resident size plus the per-candidate budget.
+Retiring a zygote kills everything in its cgroups. Nothing outlives the pool: ``close`` (or
+the ``atexit`` hook, or the zygote noticing that its stdin pipe hung up when the main
+process dies) ends the zygotes; scorers and candidate children die with their parent
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -19,10 +27,12 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from typing import Any
 
 from eqforge.sandbox import protocol
+from eqforge.sandbox.cgroups import CgroupSet
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,20 @@ _SINGLE_THREAD = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONNOUSERSITE": "1",
 }
+# A zygote and its scorer are one thread each; at most one candidate child runs at a time
+# (and one confinement probe at start-up). Anything beyond this is a fork bomb.
+PIDS_MAX = 8
+# Memory a zygote may use beyond its resident size at start plus the candidate budget.
+MEMORY_SLACK = 64 * 1024 * 1024
+
+_live_pools: weakref.WeakSet[SandboxPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_pools() -> None:
+    """Last resort: a program that forgot ``close`` still leaves no process behind."""
+    for pool in list(_live_pools):
+        pool.close(wait=False)
 
 
 def scrubbed_env(home: str) -> dict[str, str]:
@@ -52,26 +76,54 @@ class _Worker:
     def __init__(self, setup: dict[str, Any], index: int) -> None:
         self.index = index
         self.tmpdir = tempfile.mkdtemp(prefix=f"eqforge-w{index}-")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eqforge.sandbox.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=self.tmpdir,
-            env=scrubbed_env(self.tmpdir),
-            start_new_session=True,
-            close_fds=True,
-        )
+        harden = bool(setup.get("harden", True))
+        self.cgroup = CgroupSet.create(f"w{index}", PIDS_MAX) if harden else None
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "eqforge.sandbox.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=self.tmpdir,
+                env=scrubbed_env(self.tmpdir),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError:
+            if self.cgroup is not None:
+                self.cgroup.close()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.wfd = self.proc.stdin.fileno()
         self.rfd = self.proc.stdout.fileno()
-        protocol.send(self.wfd, setup)
-        hello = self._recv(timeout=120.0)
+        if self.cgroup is not None:
+            try:
+                self.cgroup.add(self.proc.pid)
+                setup = {**setup, "cgroup": {"procs": self.cgroup.procs_file, "oom": self.cgroup.oom_file}}
+            except OSError as exc:
+                log.warning("sandbox: could not enter the worker cgroup (%s); relying on rlimits", exc)
+                self.cgroup.close()
+                self.cgroup = None
+        try:
+            protocol.send(self.wfd, setup)
+            hello = self._recv(timeout=120.0)
+        except (OSError, EOFError):
+            hello = None
         if not hello or not hello.get("ready"):
             err = (hello or {}).get("error", "no answer")
             self.kill()
             raise RuntimeError(f"sandbox worker failed to start: {err}")
         self.network = hello.get("network", "?")
+        self.scorer_pid: int | None = hello.get("scorer")
+        self.isolation: dict[str, Any] = dict(hello.get("isolation", {}))
+        memory = setup.get("memory_bytes")
+        if self.cgroup is not None and memory:
+            try:
+                self.cgroup.set_memory_limit(int(hello.get("rss", 0)) + int(memory) + MEMORY_SLACK)
+                self.isolation["cgroup_memory"] = True
+            except OSError as exc:
+                log.warning("sandbox: could not set the cgroup memory limit (%s)", exc)
 
     def _recv(self, timeout: float) -> Any:
         ready, _, _ = select.select([self.rfd], [], [], timeout)
@@ -106,6 +158,9 @@ class _Worker:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if self.cgroup is not None:
+            self.cgroup.close()  # whatever the zygote started, wherever it went
+            self.cgroup = None
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 if stream:
@@ -127,8 +182,11 @@ class SandboxPool:
     """Run jobs (``{"id", "code", "entry", "options", "timeout"}``) in sandboxed workers.
 
     ``setup`` is sent once to every zygote: ``runner`` (``"module:function"`` called in the
-    child as ``runner(fn, context, options)``), ``context`` (data the runner needs),
-    ``allowed_imports`` and ``memory_bytes``.
+    child as ``runner(fn, context, options)``), ``context`` (data the runner needs; its
+    ``y_train`` is zeroed in scoring children), ``warmup``, ``allowed_imports`` and
+    ``memory_bytes``. ``harden`` (default True) exists only for the overhead benchmark;
+    ``address_space_limit`` (default True) can be turned off by tests that exercise the
+    cgroup memory limit.
     """
 
     def __init__(self, setup: dict[str, Any], workers: int = 1, batch: int = 4) -> None:
@@ -153,6 +211,7 @@ class SandboxPool:
             t = threading.Thread(target=self._serve, args=(i,), daemon=True, name=f"sandbox-{i}")
             t.start()
             self._threads.append(t)
+        _live_pools.add(self)
 
     def _start(self, i: int) -> None:
         try:
@@ -164,6 +223,19 @@ class SandboxPool:
     def network_isolation(self) -> str:
         w = self._workers[0]
         return w.network if w else "?"
+
+    @property
+    def isolation(self) -> dict[str, Any]:
+        """What the first zygote reports it could enforce (netns, chroot, uid, cgroups…)."""
+        w = self._workers[0]
+        return dict(w.isolation) if w else {}
+
+    def worker_pids(self) -> list[int]:
+        """The zygotes' pids (each zygote's scorer, when there is one, is its child)."""
+        return [w.proc.pid for w in self._workers if w is not None]
+
+    def scorer_pids(self) -> list[int]:
+        return [w.scorer_pid for w in self._workers if w is not None and w.scorer_pid]
 
     def submit(self, job: dict[str, Any]) -> Future:
         fut: Future = Future()
@@ -219,17 +291,24 @@ class SandboxPool:
                 return
             time.sleep(0.5 * (attempt + 1))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the zygotes. ``wait=False`` kills them at once, abandoning queued jobs."""
         if self._closed:
             return
         self._closed = True
         for _ in self._threads:
             self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=60)
-        for w in self._workers:
+        if wait:
+            for t in self._threads:
+                t.join(timeout=60)
+        for i, w in enumerate(self._workers):
             if w is not None:
-                w.stop()
+                if wait:
+                    w.stop()
+                else:
+                    w.kill()
+                self._workers[i] = None
+        _live_pools.discard(self)
 
     def __enter__(self) -> SandboxPool:
         return self

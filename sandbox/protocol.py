@@ -14,15 +14,18 @@ from typing import Any
 _HEADER = struct.Struct("!Q")
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
+def _read_exact(fd: int, n: int) -> bytearray:
+    """Read exactly ``n`` bytes into one buffer (no intermediate chunks left on the heap)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             raise EOFError("peer closed the pipe")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        got += k
+    view.release()
+    return buf
 
 
 def send(fd: int, obj: Any) -> None:
@@ -33,6 +36,17 @@ def send(fd: int, obj: Any) -> None:
         view = view[written:]
 
 
-def recv(fd: int) -> Any:
+def recv(fd: int, scrub: bool = False) -> Any:
+    """One message. ``scrub`` zeroes the raw frame after decoding it.
+
+    The zygote receives the training targets this way; scrubbing keeps a copy of them from
+    lingering in freed heap memory, where a candidate reading uninitialised memory
+    (``np.empty``) in a scoring child could find it.
+    """
     (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
-    return pickle.loads(_read_exact(fd, n))
+    buf = _read_exact(fd, n)
+    try:
+        return pickle.loads(buf)
+    finally:
+        if scrub:
+            buf[:] = bytes(n)

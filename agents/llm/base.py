@@ -16,6 +16,10 @@ from eqforge.prompts.builder import Prompt
 
 PromptStyle = Literal["chat", "completion"]
 
+#: where a completion-style answer (the body of ``equation_vN``) ends: the next top-level
+#: definition. Chat answers get no stop sequences (a ``def`` starts their code block).
+COMPLETION_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__")
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -52,6 +56,9 @@ class LLMBackend(abc.ABC):
     prompt_style: PromptStyle = "chat"
     #: how many prompts may be in flight at once (replay: 1, to stay deterministic)
     max_concurrency: int = 64
+    #: whether responses may be stored in the response cache (model backends: yes;
+    #: replay and test fakes: no, their answers do not depend on the prompt)
+    cacheable: bool = False
 
     @abc.abstractmethod
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
@@ -62,3 +69,35 @@ class LLMBackend(abc.ABC):
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "prompt_style": self.prompt_style}
+
+
+class WrappedBackend(LLMBackend):
+    """A backend that adds behaviour (cache, prices) around another, delegating the rest."""
+
+    def __init__(self, inner: LLMBackend) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def prompt_style(self) -> PromptStyle:  # type: ignore[override]
+        return self.inner.prompt_style
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        return self.inner.max_concurrency
+
+    @property
+    def cacheable(self) -> bool:  # type: ignore[override]
+        return self.inner.cacheable
+
+    async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
+        return await self.inner.generate(prompt, sampling)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def describe(self) -> dict[str, object]:
+        return self.inner.describe()

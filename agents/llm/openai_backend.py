@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class OpenAIBackend(LLMBackend):
+    cacheable = True
+
     def __init__(
         self,
         model: str,
@@ -134,8 +136,9 @@ class OpenAIBackend(LLMBackend):
         # concurrently, one per request.
         missing = sampling.n - len(out)
         if missing > 0:
+            have = len(out)  # the first request used ``seed``: continue from seed + have
             resps = await asyncio.gather(
-                *(self._request(prompt, _with_seed(sampling, i), 1) for i in range(missing))
+                *(self._request(prompt, _with_seed(sampling, have + i), 1) for i in range(missing))
             )
             for resp in resps:
                 out.extend(self._completions(resp, start, 1))

@@ -23,8 +23,17 @@ class BackendOptions:
     concurrency: int = 8
     timeout: float = 120.0
     max_retries: int = 5
+    #: first retry delay in seconds (doubled each retry, with jitter); tests make it tiny
+    backoff: float = 1.0
     prompt_style: str = "auto"
     replay_start: int = 0
+    #: the response cache: on by default (used only for seeded, i.e. deterministic, calls)
+    cache: bool = True
+    cache_dir: str | None = None
+    #: a price table (TOML) extending the shipped one and ~/.config/eqforge/prices.toml
+    prices: str | None = None
+    #: in-process engine for local: models: "auto", "llama-cpp" or "transformers"
+    engine: str = "auto"
     extra: dict = field(default_factory=dict)
 
 
@@ -52,7 +61,7 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
         if not arg:
             raise BackendError("--llm replay:PATH needs a JSONL file of responses")
         return ReplayBackend(arg, start=options.replay_start,
-                             style="completion" if style == "completion" else "chat")
+                             style=style if style in ("auto", "completion") else "chat")
     if kind == "openai":
         from eqforge.agents.llm.openai_backend import OpenAIBackend
 
@@ -62,7 +71,7 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
             arg, base_url=options.base_url, api_key_env=options.api_key_env,
             prompt_style="completion" if style == "completion" else "chat",
             concurrency=options.concurrency, timeout=options.timeout,
-            max_retries=options.max_retries,
+            max_retries=options.max_retries, backoff=options.backoff,
         )
     if kind == "openai-compatible":
         from eqforge.agents.llm.openai_backend import OpenAIBackend
@@ -76,7 +85,7 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
             model, base_url=options.base_url, api_key_env=options.api_key_env,
             prompt_style="completion" if style == "completion" else "chat",
             concurrency=options.concurrency, timeout=options.timeout,
-            max_retries=options.max_retries,
+            max_retries=options.max_retries, backoff=options.backoff,
         )
     if kind == "local":
         try:
@@ -91,3 +100,16 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
             raise BackendError(f"vllm backend unavailable ({exc}); pip install -e '.[vllm]'") from None
         return VLLMBackend(arg, options)
     raise BackendError(f"unknown --llm {spec!r}; use one of: " + ", ".join(f"{k}:…" for k in KNOWN))
+
+
+def wrap_backend(backend: LLMBackend, options: BackendOptions | None = None) -> LLMBackend:
+    """Add cost accounting and the response cache around a model backend."""
+    from eqforge.agents.llm.cache import CachedBackend, ResponseCache
+    from eqforge.agents.llm.pricing import PricedBackend, PriceTable
+
+    options = options or BackendOptions()
+    out: LLMBackend = PricedBackend(backend, PriceTable.load(options.prices))
+    if options.cache and backend.cacheable:
+        # outside the prices: entries keep what a response cost; a cache hit costs 0
+        out = CachedBackend(out, ResponseCache(options.cache_dir))
+    return out

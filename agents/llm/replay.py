@@ -3,6 +3,10 @@
 Each line is an object with key ``response`` (raw model text). It makes tests and exact
 re-runs deterministic and free. It always asks for one prompt at a time so the order in
 which responses meet prompts does not depend on timing.
+
+``replay:RUN_DIR`` (what ``eqforge run --replay-from RUN_DIR`` uses) serves a recorded run's
+own samples: the responses of its ``samples.jsonl`` in sample order, with the model that
+wrote each one, its token counts and its per-sample model failure (``llm:*``) if it had one.
 """
 
 from __future__ import annotations
@@ -34,21 +38,70 @@ def read_responses(path: Path) -> list[str]:
     return out
 
 
+def read_run_samples(run_dir: Path) -> list[dict]:
+    """The model samples of a run directory, in sample order."""
+    path = run_dir / "samples.jsonl"
+    if not path.is_file():
+        raise BackendError(f"{run_dir}: not a run directory (no samples.jsonl)")
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line of a killed run
+        if isinstance(obj, dict) and obj.get("source", "llm") == "llm":
+            rows.append(obj)
+    rows.sort(key=lambda r: r.get("index", 0))
+    if not rows:
+        raise BackendError(f"{path}: the run has no model samples to replay")
+    return rows
+
+
+def recorded_prompt_style(run_dir: Path) -> str | None:
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        return cfg.get("backend", {}).get("prompt_style")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class ReplayBackend(LLMBackend):
     max_concurrency = 1
 
     def __init__(self, path: str | Path, *, start: int = 0, style: str = "chat") -> None:
         self.path = Path(path)
-        self.responses = read_responses(self.path)
+        self.rows: list[dict] | None = None
+        if self.path.is_dir():
+            self.rows = read_run_samples(self.path)
+            self.responses = [r.get("response") or "" for r in self.rows]
+            if style == "auto":
+                style = recorded_prompt_style(self.path) or "chat"
+        else:
+            self.responses = read_responses(self.path)
         self.position = start
         self.name = f"replay:{self.path.name}"
         self.prompt_style = "completion" if style == "completion" else "chat"
 
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "path": str(self.path)}
+
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
         out = []
         for _ in range(sampling.n):
-            text = self.responses[self.position % len(self.responses)]
+            i = self.position % len(self.responses)
             self.position += 1
-            out.append(Completion(text=text, model=self.name, prompt_tokens=0,
-                                  completion_tokens=0, finish_reason="stop", cost=0.0))
+            text = self.responses[i]
+            if self.rows is None:
+                out.append(Completion(text=text, model=self.name, prompt_tokens=0,
+                                      completion_tokens=0, finish_reason="stop", cost=0.0))
+                continue
+            row = self.rows[i]
+            err = row.get("error")
+            llm_error = err if isinstance(err, str) and err.startswith("llm:") else None
+            out.append(Completion(
+                text="" if llm_error else text, model=row.get("model") or self.name,
+                prompt_tokens=row.get("prompt_tokens"), completion_tokens=row.get("completion_tokens"),
+                finish_reason=row.get("finish_reason", "stop"), cost=0.0, error=llm_error,
+                extra={"detail": row.get("detail", ""), "replayed": row.get("id")},
+            ))
         return out

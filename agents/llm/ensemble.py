@@ -1,0 +1,89 @@
+"""Several models sampled as one: each prompt goes to one member, drawn by weight.
+
+``--llm openai:gpt-4o-mini@0.8 --llm openai:gpt-4o@0.2`` sends about 80% of the prompts to
+the small model. The draw uses an RNG seeded from the run's seed. Each member keeps its own
+concurrency limit and its own prompt form (a chat model gets messages, a base model the
+completion text with stop sequences), and every sample records the member that wrote it
+(``Completion.model``, and ``prompt_style`` in ``Completion.extra``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+
+from eqforge.agents.llm.base import (
+    COMPLETION_STOPS,
+    Completion,
+    LLMBackend,
+    SamplingParams,
+)
+from eqforge.agents.llm.registry import BackendOptions, make_backend, split_weight, wrap_backend
+from eqforge.errors import BackendError
+from eqforge.prompts.builder import Prompt
+
+
+class EnsembleBackend(LLMBackend):
+    def __init__(self, members: list[tuple[LLMBackend, float]], *, seed: int = 0) -> None:
+        if not members:
+            raise BackendError("an ensemble needs at least one --llm")
+        self.members = [m for m, _ in members]
+        self.weights = [w for _, w in members]
+        self.rng = random.Random(f"ensemble:{seed}")
+        self._sems: list[asyncio.Semaphore] | None = None
+        styles = {m.prompt_style for m in self.members}
+        # The loop derives stop sequences from this; the ensemble sets them per member anyway.
+        self.prompt_style = styles.pop() if len(styles) == 1 else "chat"
+        self.max_concurrency = sum(max(1, m.max_concurrency) for m in self.members)
+        self.name = "ensemble(" + ",".join(
+            f"{m.name}@{w:g}" for m, w in zip(self.members, self.weights, strict=True)) + ")"
+        self.routed = [0] * len(self.members)
+
+    def describe(self) -> dict[str, object]:
+        total = sum(self.weights)
+        return {"name": self.name, "prompt_style": self.prompt_style,
+                "members": [{**m.describe(), "weight": w / total, "prompts": k}
+                            for m, w, k in zip(self.members, self.weights, self.routed, strict=True)]}
+
+    def choose(self) -> int:
+        return self.rng.choices(range(len(self.members)), weights=self.weights)[0]
+
+    async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
+        if self._sems is None:
+            self._sems = [asyncio.Semaphore(max(1, m.max_concurrency)) for m in self.members]
+        i = self.choose()
+        self.routed[i] += 1
+        member = self.members[i]
+        stop = COMPLETION_STOPS if member.prompt_style == "completion" else ()
+        async with self._sems[i]:
+            out = await member.generate(prompt, replace(sampling, stop=stop))
+        for c in out:
+            c.model = c.model or member.name
+            c.extra.setdefault("prompt_style", member.prompt_style)
+        return out
+
+    async def aclose(self) -> None:
+        for m in self.members:
+            await m.aclose()
+
+
+def make_ensemble(specs: list[str], options: BackendOptions, seed: int) -> LLMBackend:
+    """Members from ``--llm SPEC@WEIGHT`` strings, each with its prices and cache."""
+    members = []
+    try:
+        for spec in specs:
+            base, weight = split_weight(spec)
+            members.append((wrap_backend(make_backend(base, options), options), weight))
+    except BaseException:
+        for m, _ in members:
+            _close_quietly(m)
+        raise
+    return EnsembleBackend(members, seed=seed)
+
+
+def _close_quietly(backend: LLMBackend) -> None:
+    try:
+        asyncio.run(backend.aclose())
+    except Exception:  # noqa: BLE001 - best effort while reporting another error
+        pass

@@ -1,0 +1,355 @@
+"""eqforge's evaluator against LLM-SR's evaluation path, on the same programs in the same run.
+
+Every program of the corpus (``programs.jsonl``: valid ones, slow ones with Python loops
+over the rows, and ones that fail to parse, raise or return NaN) is evaluated by
+
+(a) **LLM-SR's path**, re-implemented faithfully: a fresh ``python`` process per candidate
+    (it imports numpy and scipy, receives the training data, execs the program and runs
+    LLM-SR's ``evaluate``: ``minimize(lambda p: np.mean((equation(*X.T, p) - y) ** 2),
+    [1.0] * 10, method='BFGS')``), killed after 30 s; its loss is ``result.fun``, and a
+    NaN/inf loss, an exception or a timeout is a failure, as in LLM-SR;
+(b) **eqforge's** ``Evaluator`` with its default fitter, through the real sandbox pool;
+    pool start-up (once per run in practice) is timed separately and not charged to the
+    programs. Its loss is the MSE of the returned predictions on the full training split.
+
+Both paths run single-threaded BLAS in every worker. Each runs with one worker and with
+all cores (``--workers``), problem by problem, eqforge then LLM-SR on each problem (so
+both see much the same load from anything else on the machine); the LLM-SR path's workers
+are concurrent subprocesses. Printed: programs/s of each and their ratio, median and p90 seconds per
+program, eqforge's scaling from one worker to all cores, and the fitted training loss of
+each program under both (strictly better / equal within 1e-9 relative / worse, and how
+many are at least 10x lower) over the honest programs (``valid`` and ``slow``) that
+LLM-SR's path fits; honest programs eqforge loses to a timeout that LLM-SR's path fits are
+listed. Everything goes to ``--json`` too.
+
+    python benchmarks/fitting.py [--corpus PATH] [--data DIR] [--workers N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eqforge.config import EvaluatorConfig
+from eqforge.evaluator.evaluate import Evaluator, default_workers
+from eqforge.problems import load_problem
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EQFORGE_SHARED", REPO.parent / "shared"))
+HONEST = ("valid", "slow")
+EQUAL_RTOL = 1e-9
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# What LLM-SR runs for one candidate, in a process of its own: the specification's
+# ``evaluate`` (llm-sr/specs/specification_*_numpy.txt) around the candidate's code.
+LLMSR_CHILD = r'''
+import json, sys
+import numpy as np
+from scipy.optimize import minimize
+
+MAX_NPARAMS = 10
+data = {"inputs": np.load(sys.argv[1]), "outputs": np.load(sys.argv[2])}
+program = sys.stdin.read()
+
+def evaluate(data: dict) -> float:
+    inputs, outputs = data["inputs"], data["outputs"]
+    X = inputs
+    def loss(params):
+        y_pred = equation(*X.T, params)
+        return np.mean((y_pred - outputs) ** 2)
+    loss_partial = lambda params: loss(params)
+    result = minimize(loss_partial, [1.0] * MAX_NPARAMS, method="BFGS")
+    loss = result.fun
+    if np.isnan(loss) or np.isinf(loss):
+        return None, result.x
+    return -loss, result.x
+
+try:
+    exec(program, globals())
+    score, x = evaluate(data)
+    out = {"status": "ok" if score is not None else "nonfinite",
+           "loss": None if score is None else -float(score), "params": [float(v) for v in x]}
+except Exception as exc:  # LLM-SR: any exception means no score
+    out = {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:300]}
+print("\n@@RESULT@@" + json.dumps(out))
+'''
+
+
+def _load_corpus(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    return float(np.percentile(values, q))
+
+
+# ---- (a) LLM-SR's path -------------------------------------------------------------------
+def _llmsr_one(code: str, xfile: str, yfile: str, timeout: float) -> dict[str, Any]:
+    env = {**os.environ, **SINGLE_THREAD}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", LLMSR_CHILD, xfile, yfile],
+            input="import numpy as np\n\n" + code, capture_output=True, text=True,
+            timeout=timeout, env=env,
+        )
+        seconds = time.perf_counter() - start
+        marker = proc.stdout.rfind("@@RESULT@@")
+        if marker < 0:
+            return {"status": "crash", "seconds": seconds, "detail": proc.stderr[-300:]}
+        return {**json.loads(proc.stdout[marker + len("@@RESULT@@"):]), "seconds": seconds}
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "seconds": time.perf_counter() - start}
+
+
+def run_llmsr(by_problem: dict[str, list[dict[str, Any]]], files: dict[str, tuple[str, str]],
+              workers: int, timeout: float) -> tuple[dict[str, dict[str, Any]], float]:
+    results: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    for name, programs in by_problem.items():
+        xfile, yfile = files[name]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {p["uid"]: pool.submit(_llmsr_one, p["code"], xfile, yfile, timeout) for p in programs}
+            for uid, fut in futures.items():
+                results[uid] = fut.result()
+    return results, time.perf_counter() - start
+
+
+# ---- (b) eqforge -------------------------------------------------------------------------
+def _fit_seconds(fit: dict[str, Any]) -> float | None:
+    """The fitter's own time, from its notes ("N runs, X s"); the rest is the sandbox's."""
+    if isinstance(fit.get("seconds"), float):
+        return fit["seconds"]
+    for note in fit.get("notes", []):
+        match = re.search(r"runs, ([0-9.]+) s$", note)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def run_eqforge(problems: dict[str, Any], by_problem: dict[str, list[dict[str, Any]]], workers: int,
+                ) -> tuple[dict[str, dict[str, Any]], float, float]:
+    results: dict[str, dict[str, Any]] = {}
+    busy = startup = 0.0
+    config = EvaluatorConfig(workers=workers)
+    for name, programs in by_problem.items():
+        t0 = time.perf_counter()
+        ev = Evaluator(problems[name], config)
+        _ = ev.pool  # start the zygotes outside the timed region
+        startup += time.perf_counter() - t0
+        try:
+            t1 = time.perf_counter()
+            futures = {p["uid"]: ev.submit(p["code"]) for p in programs}
+            for uid, fut in futures.items():
+                res = fut.result()
+                results[uid] = {
+                    "status": "ok" if res.ok else res.error,
+                    "loss": -res.score if res.ok and res.score is not None else None,
+                    "seconds": res.seconds,
+                    "n_params": res.n_params,
+                    "method": res.fit.get("method"),
+                    "fit_seconds": _fit_seconds(res.fit),
+                    "detail": res.detail[:200] if not res.ok else "",
+                }
+            busy += time.perf_counter() - t1
+        finally:
+            ev.close()
+    return results, busy, startup
+
+
+# ---- comparison --------------------------------------------------------------------------
+def compare(programs: list[dict[str, Any]], llmsr: dict[str, dict[str, Any]],
+            ours: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    better, equal, worse, tenfold, per_program = [], [], [], [], {}
+    lost_to_timeout, failed_ours, unfit_by_llmsr = [], [], []
+    for p in programs:
+        if p["kind"] not in HONEST:
+            continue
+        uid = p["uid"]
+        a, b = llmsr[uid], ours[uid]
+        la = a.get("loss") if a["status"] == "ok" else None
+        lb = b.get("loss") if b["status"] == "ok" else None
+        if la is None or not math.isfinite(la):
+            unfit_by_llmsr.append(uid)
+            continue
+        if b["status"] == "timeout":
+            lost_to_timeout.append(uid)
+        if lb is None:
+            failed_ours.append(uid)
+            worse.append(uid)
+            per_program[uid] = {"llmsr": la, "eqforge": None, "verdict": "worse"}
+            continue
+        if abs(la - lb) <= EQUAL_RTOL * max(abs(la), abs(lb)):
+            verdict, bucket = "equal", equal
+        elif lb < la:
+            verdict, bucket = "better", better
+        else:
+            verdict, bucket = "worse", worse
+        bucket.append(uid)
+        if lb * 10 <= la:
+            tenfold.append(uid)
+        per_program[uid] = {"llmsr": la, "eqforge": lb, "verdict": verdict}
+    n = len(per_program)
+    return {
+        "compared": n, "better": len(better), "equal": len(equal), "worse": len(worse),
+        "tenfold_lower": len(tenfold),
+        "no_worse_share": (n - len(worse)) / n if n else math.nan,
+        "tenfold_share": len(tenfold) / n if n else math.nan,
+        "worse_ids": worse, "tenfold_ids": tenfold, "lost_to_timeout": lost_to_timeout,
+        "failed_in_eqforge": failed_ours, "not_fitted_by_llmsr": unfit_by_llmsr,
+        "per_program": per_program,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "programs.jsonl")
+    ap.add_argument("--data", type=Path, default=SHARED / "data" / "llmsr")
+    ap.add_argument("--workers", type=int, default=default_workers(), help="all cores (default: %(default)s)")
+    ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "fitting.json")
+    ap.add_argument("--llmsr-timeout", type=float, default=30.0, help="LLM-SR's per-candidate limit")
+    args = ap.parse_args(argv)
+    if not args.corpus.exists() or not args.data.exists():
+        print(f"benchmark material not found: {args.corpus}, {args.data}", file=sys.stderr)
+        return 2
+
+    wall_start = time.perf_counter()
+    load_start = os.getloadavg()
+    programs = _load_corpus(args.corpus)
+    for i, p in enumerate(programs):
+        p["uid"] = f"{i:03d}:{p['id']}"  # ids repeat for near-duplicates
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for p in programs:
+        by_problem.setdefault(p["problem"], []).append(p)
+    problems = {name: load_problem(name, data=args.data / name) for name in by_problem}
+    n = len(programs)
+    counts = {k: sum(p["kind"] == k for p in programs) for k in sorted({p["kind"] for p in programs})}
+    print(f"{n} programs {counts} on {len(problems)} problems; workers 1 and {args.workers}; "
+          f"load average {load_start[0]:.2f}", flush=True)
+
+    configs = [1] if args.workers == 1 else [1, args.workers]
+    runs: dict[str, dict[int, Any]] = {"llmsr": {}, "eqforge": {}}
+    with tempfile.TemporaryDirectory(prefix="eqforge-bench-") as tmp:
+        files = {}
+        for name, problem in problems.items():  # LLM-SR receives the training split only
+            xfile, yfile = f"{tmp}/{name}-X.npy", f"{tmp}/{name}-y.npy"
+            np.save(xfile, problem.train.X)
+            np.save(yfile, problem.train.y)
+            files[name] = (xfile, yfile)
+        for w in configs:
+            # Problem by problem, one path then the other, so both see much the same load
+            # from anything else running on the machine.
+            ours_w = runs["eqforge"][w] = {"results": {}, "wall": 0.0, "startup": 0.0}
+            theirs_w = runs["llmsr"][w] = {"results": {}, "wall": 0.0}
+            for name, programs_p in by_problem.items():
+                ours, busy, startup = run_eqforge(problems, {name: programs_p}, w)
+                theirs, wall = run_llmsr({name: programs_p}, files, w, args.llmsr_timeout)
+                ours_w["results"].update(ours)
+                ours_w["wall"] += busy
+                ours_w["startup"] += startup
+                theirs_w["results"].update(theirs)
+                theirs_w["wall"] += wall
+            print(f"{w} worker(s): eqforge {ours_w['wall']:.1f} s (+{ours_w['startup']:.1f} s pool start-up), "
+                  f"LLM-SR path {theirs_w['wall']:.1f} s", flush=True)
+
+    rows = []
+    summary: dict[str, Any] = {}
+    for w in configs:
+        for path, label in (("llmsr", "LLM-SR path"), ("eqforge", "eqforge")):
+            run = runs[path][w]
+            secs = [r["seconds"] for r in run["results"].values()]
+            rate = n / run["wall"]
+            summary[f"{path}_{w}"] = {
+                "workers": w, "wall_seconds": run["wall"], "programs_per_second": rate,
+                "median_seconds_per_program": _pct(secs, 50), "p90_seconds_per_program": _pct(secs, 90),
+                **({"pool_startup_seconds": run["startup"]} if "startup" in run else {}),
+            }
+            rows.append((f"{label}, {w} worker{'s' if w > 1 else ''}", run["wall"], rate,
+                         _pct(secs, 50), _pct(secs, 90)))
+            if path == "eqforge":
+                fits = [r.get("fit_seconds") or 0.0 for r in run["results"].values()]
+                summary[f"{path}_{w}"]["fit_seconds_total"] = sum(fits)
+                summary[f"{path}_{w}"]["job_seconds_total"] = sum(secs)
+        ratio = summary[f"eqforge_{w}"]["programs_per_second"] / summary[f"llmsr_{w}"]["programs_per_second"]
+        summary[f"ratio_{w}"] = ratio
+        rows.append((f"  eqforge / LLM-SR path, {w} worker{'s' if w > 1 else ''}", None, ratio, None, None))
+    scaling = None
+    if len(configs) > 1:
+        scaling = (summary[f"eqforge_{configs[-1]}"]["programs_per_second"]
+                   / summary["eqforge_1"]["programs_per_second"])
+        summary["eqforge_scaling"] = scaling
+
+    # Loss comparison: the one-worker runs (both paths are deterministic).
+    cmp = compare(programs, runs["llmsr"][1]["results"], runs["eqforge"][1]["results"])
+    failing = {}
+    for p in programs:
+        if p["kind"] in HONEST:
+            continue
+        a, b = runs["llmsr"][1]["results"][p["uid"]], runs["eqforge"][1]["results"][p["uid"]]
+        failing[p["uid"]] = {"kind": p["kind"], "llmsr": a["status"], "llmsr_seconds": a["seconds"],
+                             "eqforge": b["status"], "eqforge_seconds": b["seconds"]}
+
+    print()
+    print(f"{'':38s} {'wall s':>8s} {'programs/s':>11s} {'median s/prog':>14s} {'p90 s/prog':>11s}")
+    for label, wall, rate, med, p90 in rows:
+        if wall is None:
+            print(f"{label:38s} {'':>8s} {rate:10.1f}x")
+        else:
+            print(f"{label:38s} {wall:8.1f} {rate:11.2f} {med:14.3f} {p90:11.3f}")
+    if scaling is not None:
+        print(f"eqforge scaling, 1 -> {configs[-1]} workers: {scaling:.2f}x")
+    e1 = summary["eqforge_1"]
+    print(f"eqforge, 1 worker: {e1['fit_seconds_total']:.1f} s fitting of {e1['job_seconds_total']:.1f} s "
+          "in the sandbox (the rest: forks, confinement, compiling, the scoring child's predictions)")
+    for w in configs:
+        run = runs["eqforge"][w]
+        with_startup = n / (run["wall"] + run["startup"]) / summary[f"llmsr_{w}"]["programs_per_second"]
+        summary[f"ratio_{w}_with_startup"] = with_startup
+        print(f"(counting eqforge's pool start-up, {run['startup']:.1f} s, once per run in practice: "
+              f"{with_startup:.1f}x with {w} worker{'s' if w > 1 else ''})")
+    print(f"fitted training loss vs LLM-SR path over {cmp['compared']} honest programs it fits: "
+          f"better {cmp['better']}, equal {cmp['equal']}, worse {cmp['worse']} "
+          f"(no worse: {100 * cmp['no_worse_share']:.1f}%); >=10x lower: {cmp['tenfold_lower']} "
+          f"({100 * cmp['tenfold_share']:.1f}%)")
+    if cmp["worse_ids"]:
+        print("  worse:", ", ".join(f"{u} {cmp['per_program'][u]['eqforge']!s:.10} vs "
+                                     f"{cmp['per_program'][u]['llmsr']:.10g}" for u in cmp["worse_ids"]))
+    print(f"honest programs lost to a timeout that LLM-SR's path fits: {cmp['lost_to_timeout'] or 'none'}")
+    if cmp["not_fitted_by_llmsr"]:
+        print(f"honest programs LLM-SR's path did not fit: {cmp['not_fitted_by_llmsr']}")
+    for uid, f in failing.items():
+        print(f"  {uid} ({f['kind']}): LLM-SR {f['llmsr']} in {f['llmsr_seconds']:.2f} s, "
+              f"eqforge {f['eqforge']} in {f['eqforge_seconds']:.3f} s")
+    total = time.perf_counter() - wall_start
+    load_end = os.getloadavg()
+    print(f"benchmark wall time {total:.0f} s; load average {load_start[0]:.2f} -> {load_end[0]:.2f}")
+
+    report = {
+        "corpus": str(args.corpus), "data": str(args.data), "programs": n, "kinds": counts,
+        "workers": configs, "llmsr_timeout": args.llmsr_timeout, "summary": summary,
+        "loss_comparison": cmp, "failing_programs": failing,
+        "load_average": {"start": load_start, "end": load_end}, "benchmark_seconds": total,
+        "results": {path: {str(w): run["results"] for w, run in r.items()} for path, r in runs.items()},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
