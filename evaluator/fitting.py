@@ -21,9 +21,11 @@ Two procedures:
      used params at once (roughly LLM-SR's path, whose minimum is sometimes a different
      one), stopping early once two runs agree.
   3. *Polish on all rows.* The distinct minima are re-ranked on the full training split
-     and the best is polished there. If it is not finite on every row (the subsample can
-     miss the rows where, say, a power of a negative input is NaN), the others and ones are
-     tried until one is.
+     and the best (both, on a near tie) is polished there. If it is not finite on every row
+     (the subsample can miss the rows where, say, a power of a negative input is NaN), the
+     others and ones are tried until one is. Should the program turn out not to be affine
+     where it seemed, a plain least-squares fit of all used params finishes the job; BFGS
+     on the mean squared error is the last resort when least squares cannot run at all.
 
   Non-finite predictions (overflowing exponentials, logs of negatives, powers of negative
   bases) are penalised residuals rather than errors, and a finite difference that steps

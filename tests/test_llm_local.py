@@ -60,6 +60,8 @@ def test_gguf_metadata_reader(tmp_path):
     ("\n    return x\nprint(1)", 13),
     ("    return x\n", None),
     ("    return x\n   \n", None),
+    ("    return x\n\n\n\n\n", 12),
+    ("    a = 1\n\n    return a\n", None),
     ("return x\nfoo", None),  # unindented answers are left to the parser
 ])
 def test_body_end(text, end):

@@ -194,10 +194,13 @@ def body_end(text: str) -> int | None:
     head = text.lstrip("\n")
     if not head or not head[0].isspace():
         return None  # an unindented answer: leave it to the stop sequences and the parser
-    for m in _COL0.finditer(text):
-        if text[: m.start()].strip():
-            return m.start()
-    return None
+    ends = [m.start() for m in _COL0.finditer(text) if text[: m.start()].strip()][:1]
+    # two blank lines in a row: the function is over (what follows is the next top-level
+    # statement, or a base model padding with newlines until max_tokens)
+    gap = text.find("\n\n\n")
+    if gap >= 0 and text[:gap].strip():
+        ends.append(gap)
+    return min(ends) if ends else None
 
 
 def cut(text: str, stops: tuple[str, ...], completion: bool) -> tuple[str, bool]:
