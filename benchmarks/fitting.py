@@ -20,7 +20,10 @@ program, eqforge's scaling from one worker to all cores, and the fitted training
 each program under both (strictly better / equal within 1e-9 relative / worse, and how
 many are at least 10x lower) over the honest programs (``valid`` and ``slow``) that
 LLM-SR's path fits; honest programs eqforge loses to a timeout that LLM-SR's path fits are
-listed. Everything goes to ``--json`` too.
+listed. Also printed: the CPU seconds each path spends with one worker (user + system of
+the LLM-SR processes; what the sandbox reports per job for eqforge), which moves less than
+wall time with the load of other processes on a shared machine, and how much of eqforge's
+time in the sandbox is fitting. Everything goes to ``--json`` too.
 
     python benchmarks/fitting.py [--corpus PATH] [--data DIR] [--workers N] [--json PATH]
 """
@@ -36,15 +39,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import eqforge.evaluator.evaluate as evaluate_module
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator.evaluate import Evaluator, default_workers
 from eqforge.problems import load_problem
+from eqforge.sandbox.pool import SandboxPool
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EQFORGE_SHARED", REPO.parent / "shared"))
@@ -83,6 +88,9 @@ try:
            "loss": None if score is None else -float(score), "params": [float(v) for v in x]}
 except Exception as exc:  # LLM-SR: any exception means no score
     out = {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:300]}
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)
+out["cpu"] = usage.ru_utime + usage.ru_stime  # the whole process: start-up, imports, fit
 print("\n@@RESULT@@" + json.dumps(out))
 '''
 
@@ -141,6 +149,17 @@ def _fit_seconds(fit: dict[str, Any]) -> float | None:
     return None
 
 
+class _CountingPool(SandboxPool):
+    """The evaluator's own pool, keeping each job's reply (for the CPU seconds it reports)."""
+
+    replies: list[Future] = []
+
+    def submit(self, job: dict[str, Any]) -> Future:
+        fut = super().submit(job)
+        _CountingPool.replies.append(fut)
+        return fut
+
+
 def run_eqforge(problems: dict[str, Any], by_problem: dict[str, list[dict[str, Any]]], workers: int,
                 ) -> tuple[dict[str, dict[str, Any]], float, float]:
     results: dict[str, dict[str, Any]] = {}
@@ -148,18 +167,28 @@ def run_eqforge(problems: dict[str, Any], by_problem: dict[str, list[dict[str, A
     config = EvaluatorConfig(workers=workers)
     for name, programs in by_problem.items():
         t0 = time.perf_counter()
-        ev = Evaluator(problems[name], config)
-        _ = ev.pool  # start the zygotes outside the timed region
+        evaluate_module.SandboxPool = _CountingPool  # type: ignore[misc]
+        try:
+            ev = Evaluator(problems[name], config)
+            _ = ev.pool  # start the zygotes outside the timed region
+        finally:
+            evaluate_module.SandboxPool = SandboxPool  # type: ignore[misc]
         startup += time.perf_counter() - t0
         try:
             t1 = time.perf_counter()
-            futures = {p["uid"]: ev.submit(p["code"]) for p in programs}
+            futures, replies = {}, {}
+            for p in programs:
+                before = len(_CountingPool.replies)
+                futures[p["uid"]] = ev.submit(p["code"])
+                if len(_CountingPool.replies) > before:  # not rejected before reaching the sandbox
+                    replies[p["uid"]] = _CountingPool.replies[-1]
             for uid, fut in futures.items():
                 res = fut.result()
                 results[uid] = {
                     "status": "ok" if res.ok else res.error,
                     "loss": -res.score if res.ok and res.score is not None else None,
                     "seconds": res.seconds,
+                    "cpu": float(replies[uid].result().get("cpu", 0.0)) if uid in replies else 0.0,
                     "n_params": res.n_params,
                     "method": res.fit.get("method"),
                     "fit_seconds": _fit_seconds(res.fit),
@@ -168,6 +197,7 @@ def run_eqforge(problems: dict[str, Any], by_problem: dict[str, list[dict[str, A
             busy += time.perf_counter() - t1
         finally:
             ev.close()
+            _CountingPool.replies.clear()
     return results, busy, startup
 
 
@@ -280,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append((f"{label}, {w} worker{'s' if w > 1 else ''}", run["wall"], rate,
                          _pct(secs, 50), _pct(secs, 90)))
+            cpu = [r.get("cpu") or 0.0 for r in run["results"].values()]
+            summary[f"{path}_{w}"]["cpu_seconds_total"] = sum(cpu)
             if path == "eqforge":
                 fits = [r.get("fit_seconds") or 0.0 for r in run["results"].values()]
                 summary[f"{path}_{w}"]["fit_seconds_total"] = sum(fits)
@@ -312,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:38s} {wall:8.1f} {rate:11.2f} {med:14.3f} {p90:11.3f}")
     if scaling is not None:
         print(f"eqforge scaling, 1 -> {configs[-1]} workers: {scaling:.2f}x")
+    cpu_ratio = summary["llmsr_1"]["cpu_seconds_total"] / max(summary["eqforge_1"]["cpu_seconds_total"], 1e-9)
+    summary["cpu_ratio_1"] = cpu_ratio
+    print(f"CPU seconds, 1 worker (moves less with other load on the machine): LLM-SR path "
+          f"{summary['llmsr_1']['cpu_seconds_total']:.1f}, eqforge {summary['eqforge_1']['cpu_seconds_total']:.1f} "
+          f"-> {cpu_ratio:.1f}x")
     e1 = summary["eqforge_1"]
     print(f"eqforge, 1 worker: {e1['fit_seconds_total']:.1f} s fitting of {e1['job_seconds_total']:.1f} s "
           "in the sandbox (the rest: forks, confinement, compiling, the scoring child's predictions)")

@@ -18,27 +18,7 @@ import numpy as np
 
 from eqforge.evaluator.fitting import FitOptions, fit_default, fit_llmsr
 from eqforge.sandbox.runtime import CandidateFailure
-
-
-def check_output(out: Any, n: int) -> np.ndarray:
-    """Coerce a candidate's return value to a float vector of length n, or fail."""
-    if isinstance(out, list | tuple):
-        try:
-            out = np.asarray(out)
-        except (ValueError, TypeError):
-            raise CandidateFailure("shape", "returned a ragged sequence") from None
-    if isinstance(out, bool | int | float | np.number):
-        out = np.asarray(out)
-    if not isinstance(out, np.ndarray):
-        raise CandidateFailure("dtype", f"returned {type(out).__name__}, not a numpy array")
-    if out.dtype.kind not in "fiub":
-        raise CandidateFailure("dtype", f"returned an array of dtype {out.dtype}")
-    if out.shape != (n,):
-        if out.ndim == 0 or out.shape == (1,):
-            out = np.broadcast_to(out.reshape(()), (n,))
-        else:
-            raise CandidateFailure("shape", f"returned shape {out.shape}, expected ({n},)")
-    return np.asarray(out, dtype=np.float64)
+from eqforge.sandbox.scoring import check_output  # the output contract, one definition
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -2,10 +2,8 @@
 
 This runs in the children of the *scorer*, a lean process the zygote forks at start-up,
 before scipy and the fitter are imported (so forking it per candidate is cheap) and which
-never holds the training targets. The output contract is the evaluator's
-(``eqforge.evaluator.runner.check_output``), restated here because importing the runner
-would pull the fitter and scipy.optimize into the scorer; ``tests/test_sandbox_runtime.py``
-checks that the two agree.
+never holds the training targets. ``check_output`` (the output contract) is defined here,
+in this scipy-free module, and the evaluator's runner imports it from here.
 """
 
 from __future__ import annotations

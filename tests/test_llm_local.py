@@ -208,7 +208,7 @@ def test_real_model_samples_valid_programs(engine, llmsr_data):
 
     problem, prompt = _osc_prompt(llmsr_data)
     backend = make_backend("local:", BackendOptions(engine=engine))
-    sp = SamplingParams(n=3, temperature=0.8, max_tokens=200, seed=1, stop=COMPLETION_STOPS)
+    sp = SamplingParams(n=3, temperature=0.8, max_tokens=96, seed=1, stop=COMPLETION_STOPS)
 
     async def go():
         a = await backend.generate(prompt, sp)
