@@ -30,6 +30,9 @@ if $py -c "import llama_cpp, llama_cpp.server.app" 2>/dev/null; then
 fi
 
 wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1)
+if [ -z "$wheel" ] && [ "${EQFORGE_SERVER_BUILD:-1}" = "0" ]; then
+    warn "no cached llama-cpp-python wheel and building is off (EQFORGE_SERVER_BUILD=0; a build takes ~18 min on 2 cores)"
+fi
 if [ -z "$wheel" ]; then
     echo "install-server: building llama-cpp-python $LLAMA_VERSION from source (about 20 minutes on 2 cores, once per machine)"
     export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
