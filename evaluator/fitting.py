@@ -110,7 +110,9 @@ class FitOptions:
     explore_tol: float = 1e-8  # LM tolerances on the subsample
     explore_iters: int = 6  # LM evaluations per free param (+1) on the subsample
     polish_tol: float = 1e-8  # LM tolerances on all rows
-    polish_iters: int = 3  # LM evaluations per free param (+1) on all rows
+    polish_iters: int = 3  # LM evaluations per free param (+1) on all rows ...
+    polish_min: int = 20  # ... and at least this many
+    polish_rows: int | None = 2000  # with over twice this many rows, polish on this many first
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
 
@@ -574,6 +576,10 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
     spare = [theta for _, theta in found if not any(theta is t for t in polish)] + [np.ones(free.size)]
     full_obj = objective(None, lin, budget)
     full_obj.model_many = sub.model_many
+    mid = None
+    if opts.polish_rows and n > 2 * opts.polish_rows:
+        mid = objective(_subsample(n, opts.polish_rows, anchors, rng), lin, budget)
+        mid.model_many = sub.model_many
     final = objective(None, lin, np.inf, exact=True)  # never cut short: a few evaluations
     if len(polish) > 1 and rows is not None:
         try:
@@ -590,15 +596,20 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
     best_finite = False
     queue = list(polish)
     while queue:
-        theta0 = queue.pop(0)
-        try:
-            theta, _, _ = _lm(full_obj, theta0, tol=opts.polish_tol,
-                              max_nfev=opts.polish_iters * (free.size + 1))
-        except (ValueError, np.linalg.LinAlgError):
-            theta = theta0
-        except _OutOfTime:
-            notes.append("time budget reached while polishing")
-            theta = theta0
+        theta = queue.pop(0)
+        # Most of the polishing happens on a larger subsample when there are many rows; all
+        # rows then only see the last few steps.
+        stages = [(mid, max(opts.polish_min, opts.polish_iters * (free.size + 1))),
+                  (full_obj, opts.polish_iters * (free.size + 1))] if mid is not None else \
+                 [(full_obj, max(opts.polish_min, opts.polish_iters * (free.size + 1)))]
+        for obj, evals in stages:
+            try:
+                theta, _, _ = _lm(obj, theta, tol=opts.polish_tol, max_nfev=evals)
+            except (ValueError, np.linalg.LinAlgError):
+                pass
+            except _OutOfTime:
+                notes.append("time budget reached while polishing")
+                break
         c, r, ok, _ = final._state(theta)
         value, finite = float(np.mean(r * r)), bool(ok.all())
         if best is None or (finite, -value) > (best_finite, -best[0]):
