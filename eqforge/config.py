@@ -56,7 +56,7 @@ class EvaluatorConfig(_Frozen):
     workers: int = Field(0, ge=0, description="sandbox worker processes; 0 = one per core")
     memory_mb: int = Field(2048, ge=64, description="address-space limit per candidate")
     fit_subsample: int | None = Field(
-        500, ge=10, description="search on at most this many training rows, then polish on all"
+        300, ge=10, description="search on at most this many training rows, then polish on all"
     )
     fit_time_budget: float | None = Field(
         None, gt=0, description="seconds the fitter may spend per candidate; default half the timeout"

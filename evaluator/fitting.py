@@ -98,23 +98,26 @@ class FitOptions:
     indices: tuple[int, ...] | None = None  # params to fit; None: all n_params
     seed: int = 0
     time_budget: float = 10.0  # seconds for the whole fit (checked between evaluations)
-    subsample: int | None = 500  # search on at most this many rows, polish on all
-    screen_rows: int | None = 256  # rows the starts are screened on
+    subsample: int | None = 300  # search on at most this many rows, polish on all
+    screen_rows: int | None = 150  # rows the starts are screened on
     anchors: tuple[int, ...] = ()  # rows every subsample keeps (each input's extremes)
     parent: dict[int, float] | None = None  # a parent's fitted values, by param index
     screen: int = 48  # random starts screened
     sweep: int = 101  # points of the ±50% one-coordinate sweeps, shared by the free params
-    starts: int = 4  # most projected LM runs on the subsample (ones and the parent always run)
+    starts: int = 3  # most projected LM runs on the subsample (ones and the parent always run)
     agree_rtol: float = 1e-6  # two runs agree when their losses are this close (relative)
     agree_atol: float = 1e-12  # ... or this close relative to var(y) (exact fits, loss ~ 0)
     explore_tol: float = 1e-8  # LM tolerances on the subsample
-    explore_iters: int = 6  # LM evaluations per free param (+1) on the subsample
-    polish_tol: float = 1e-8  # LM tolerances on all rows
-    polish_iters: int = 3  # LM evaluations per free param (+1) on all rows ...
+    explore_iters: int = 4  # LM evaluations per free param (+1) on the subsample
+    polish_tol: float = 1e-10  # LM tolerances when polishing
+    polish_iters: int = 3  # LM evaluations per free param (+1) when polishing ...
     polish_min: int = 20  # ... and at least this many
-    polish_rows: int | None = 2000  # with over twice this many rows, polish on this many first
+    polish_rows: int | None = 2000  # with over twice this many rows, polish on this many first ...
+    final_iters: int = 3  # ... then LM evaluations per free param (+1) on all rows
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
+    rank_on_mid: bool = False
+    reuse_base: bool = False
 
 
 class _OutOfTime(Exception):
@@ -146,6 +149,7 @@ class _Projected:
         self.deadline = deadline
         self.exact = exact
         self.nfev = 0
+        self.reuse_base = False
         self._cache: tuple[bytes, tuple] | None = None
 
     # evaluating the program ------------------------------------------------------------
@@ -312,12 +316,19 @@ class _Projected:
             return J
         h = np.sqrt(_EPS) * np.maximum(np.abs(theta), 1e-3)
         base = self.expand(theta, c)
-        P = np.repeat(base[None, :], f + 1, axis=0)
-        P[np.arange(1, f + 1), self.free] += h
-        F = self.predict_many(P)
-        f0 = F[0]
+        if self.reuse_base:
+            P = np.repeat(base[None, :], f, axis=0)
+            P[np.arange(f), self.free] += h
+            F = self.predict_many(P)
+            f0 = np.where(ok, r + self.y, np.nan)
+            D = (F - f0) / h[:, None]
+        else:
+            P = np.repeat(base[None, :], f + 1, axis=0)
+            P[np.arange(1, f + 1), self.free] += h
+            F = self.predict_many(P)
+            f0 = F[0]
+            D = (F[1:] - f0) / h[:, None]  # (f, m)
         good0 = np.isfinite(f0) & ok
-        D = (F[1:] - f0) / h[:, None]  # (f, m)
         bad = ~np.isfinite(D) & good0
         redo = np.flatnonzero(bad.any(axis=1))
         if redo.size:
@@ -496,6 +507,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
         # The exact objective checks results: it evaluates one vector at a time.
         obj = _Projected(model, None if exact else model_many, y, on_rows, full0, idx, lin, penalty,
                          start_time + until, exact)
+        obj.reuse_base = opts.reuse_base
         objectives.append(obj)
         return obj
 
@@ -583,7 +595,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
     final = objective(None, lin, np.inf, exact=True)  # never cut short: a few evaluations
     if len(polish) > 1 and rows is not None:
         try:
-            values = full_obj.losses(np.array(polish))
+            values = (mid if mid is not None and opts.rank_on_mid else full_obj).losses(np.array(polish))
             order_full = [int(i) for i in np.argsort(values, kind="stable")]
             # a near tie (within ``tie``) is decided by polishing both
             ties = [i for i in order_full[1:2] if values[i] <= values[order_full[0]] * (1 + opts.tie)]
@@ -600,7 +612,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
         # Most of the polishing happens on a larger subsample when there are many rows; all
         # rows then only see the last few steps.
         stages = [(mid, max(opts.polish_min, opts.polish_iters * (free.size + 1))),
-                  (full_obj, opts.polish_iters * (free.size + 1))] if mid is not None else \
+                  (full_obj, opts.final_iters * (free.size + 1))] if mid is not None else \
                  [(full_obj, max(opts.polish_min, opts.polish_iters * (free.size + 1)))]
         for obj, evals in stages:
             try:

@@ -33,7 +33,7 @@ def _fn(code: str):
 def _run(code: str, X: np.ndarray, y: np.ndarray, **options):
     """runner.run as the sandbox child calls it; returns (output, full-train MSE)."""
     usage = param_usage(code)
-    opts = {"n_params": 10, "indices": list(usage.fit_indices(10)), "subsample": 500, **options}
+    opts = {"n_params": 10, "indices": list(usage.fit_indices(10)), "subsample": 300, **options}
     out = runner.run(_fn(code), runner.prepare_context({"train": X}, y), opts)
     return out, float(np.mean((out["predictions"]["train"] - y) ** 2))
 
