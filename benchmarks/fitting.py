@@ -12,16 +12,19 @@ over the rows, and ones that fail to parse, raise or return NaN) is evaluated by
     pool start-up (once per run in practice) is timed separately and not charged to the
     programs. Its loss is the MSE of the returned predictions on the full training split.
 
-Both paths run single-threaded BLAS in every worker. Each runs with one worker and with
-all cores (``--workers``), problem by problem, eqforge then LLM-SR on each problem (so
-both see much the same load from anything else on the machine); the LLM-SR path's workers
-are concurrent subprocesses. Printed: programs/s of each and their ratio, median and p90 seconds per
-program, eqforge's scaling from one worker to all cores, and the fitted training loss of
-each program under both (strictly better / equal within 1e-9 relative / worse, and how
-many are at least 10x lower) over the honest programs (``valid`` and ``slow``) that
-LLM-SR's path fits; honest programs eqforge loses to a timeout that LLM-SR's path fits are
-listed. Also printed: the CPU seconds each path spends with one worker (user + system of
-the LLM-SR processes; what the sandbox reports per job for eqforge), which moves less than
+Both paths run single-threaded BLAS in every worker, and each runs the whole corpus as
+one stream with one worker and with all cores (``--workers``): at most that many programs
+in flight at any time, as in a discovery run that keeps its workers busy. The LLM-SR
+path's workers are concurrent subprocesses; eqforge has one evaluator (a pool of that
+many zygotes) per problem, all started before the clock starts.
+
+Printed: programs/s of each and their ratio, median and p90 seconds per program,
+eqforge's scaling from one worker to all cores, and the fitted training loss of each
+program under both (strictly better / equal within 1e-9 relative / worse, and how many
+are at least 10x lower) over the honest programs (``valid`` and ``slow``) that LLM-SR's
+path fits; honest programs eqforge loses to a timeout that LLM-SR's path fits are listed.
+Also printed: the CPU seconds each path spends with one worker (user + system of the
+LLM-SR processes; what the sandbox reports per job for eqforge), which moves less than
 wall time with the load of other processes on a shared machine, and how much of eqforge's
 time in the sandbox is fitting. Everything goes to ``--json`` too.
 
@@ -38,6 +41,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -124,16 +128,13 @@ def _llmsr_one(code: str, xfile: str, yfile: str, timeout: float) -> dict[str, A
         return {"status": "timeout", "seconds": time.perf_counter() - start}
 
 
-def run_llmsr(by_problem: dict[str, list[dict[str, Any]]], files: dict[str, tuple[str, str]],
-              workers: int, timeout: float) -> tuple[dict[str, dict[str, Any]], float]:
-    results: dict[str, dict[str, Any]] = {}
+def run_llmsr(programs: list[dict[str, Any]], files: dict[str, tuple[str, str]], workers: int,
+              timeout: float) -> tuple[dict[str, dict[str, Any]], float]:
+    """Every program in its own process, ``workers`` at a time."""
     start = time.perf_counter()
-    for name, programs in by_problem.items():
-        xfile, yfile = files[name]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {p["uid"]: pool.submit(_llmsr_one, p["code"], xfile, yfile, timeout) for p in programs}
-            for uid, fut in futures.items():
-                results[uid] = fut.result()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {p["uid"]: pool.submit(_llmsr_one, p["code"], *files[p["problem"]], timeout) for p in programs}
+        results = {uid: fut.result() for uid, fut in futures.items()}
     return results, time.perf_counter() - start
 
 
@@ -160,44 +161,50 @@ class _CountingPool(SandboxPool):
         return fut
 
 
-def run_eqforge(problems: dict[str, Any], by_problem: dict[str, list[dict[str, Any]]], workers: int,
+def run_eqforge(problems: dict[str, Any], programs: list[dict[str, Any]], workers: int,
                 ) -> tuple[dict[str, dict[str, Any]], float, float]:
-    results: dict[str, dict[str, Any]] = {}
-    busy = startup = 0.0
+    """One evaluator (pool of ``workers`` zygotes) per problem; ``workers`` jobs in flight in all."""
     config = EvaluatorConfig(workers=workers)
-    for name, programs in by_problem.items():
-        t0 = time.perf_counter()
-        evaluate_module.SandboxPool = _CountingPool  # type: ignore[misc]
-        try:
-            ev = Evaluator(problems[name], config)
-            _ = ev.pool  # start the zygotes outside the timed region
-        finally:
-            evaluate_module.SandboxPool = SandboxPool  # type: ignore[misc]
-        startup += time.perf_counter() - t0
-        try:
-            t1 = time.perf_counter()
-            futures, replies = {}, {}
-            for p in programs:
-                before = len(_CountingPool.replies)
-                futures[p["uid"]] = ev.submit(p["code"])
-                if len(_CountingPool.replies) > before:  # not rejected before reaching the sandbox
-                    replies[p["uid"]] = _CountingPool.replies[-1]
-            for uid, fut in futures.items():
-                res = fut.result()
-                results[uid] = {
-                    "status": "ok" if res.ok else res.error,
-                    "loss": -res.score if res.ok and res.score is not None else None,
-                    "seconds": res.seconds,
-                    "cpu": float(replies[uid].result().get("cpu", 0.0)) if uid in replies else 0.0,
-                    "n_params": res.n_params,
-                    "method": res.fit.get("method"),
-                    "fit_seconds": _fit_seconds(res.fit),
-                    "detail": res.detail[:200] if not res.ok else "",
-                }
-            busy += time.perf_counter() - t1
-        finally:
+    t0 = time.perf_counter()
+    evaluators: dict[str, Evaluator] = {}
+    evaluate_module.SandboxPool = _CountingPool  # type: ignore[misc]
+    try:
+        for name, problem in problems.items():
+            evaluators[name] = Evaluator(problem, config)
+            _ = evaluators[name].pool  # start the zygotes outside the timed region
+    finally:
+        evaluate_module.SandboxPool = SandboxPool  # type: ignore[misc]
+    startup = time.perf_counter() - t0
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        slots = threading.Semaphore(workers)
+        futures, replies = {}, {}
+        t1 = time.perf_counter()
+        for p in programs:
+            slots.acquire()
+            before = len(_CountingPool.replies)
+            fut = evaluators[p["problem"]].submit(p["code"])
+            if len(_CountingPool.replies) > before:  # not rejected before reaching the sandbox
+                replies[p["uid"]] = _CountingPool.replies[-1]
+            fut.add_done_callback(lambda _f: slots.release())
+            futures[p["uid"]] = fut
+        done = {uid: fut.result() for uid, fut in futures.items()}
+        busy = time.perf_counter() - t1
+        for uid, res in done.items():
+            results[uid] = {
+                "status": "ok" if res.ok else res.error,
+                "loss": -res.score if res.ok and res.score is not None else None,
+                "seconds": res.seconds,
+                "cpu": float(replies[uid].result().get("cpu", 0.0)) if uid in replies else 0.0,
+                "n_params": res.n_params,
+                "method": res.fit.get("method"),
+                "fit_seconds": _fit_seconds(res.fit),
+                "detail": res.detail[:200] if not res.ok else "",
+            }
+    finally:
+        for ev in evaluators.values():
             ev.close()
-            _CountingPool.replies.clear()
+        _CountingPool.replies.clear()
     return results, busy, startup
 
 
@@ -281,20 +288,12 @@ def main(argv: list[str] | None = None) -> int:
             np.save(yfile, problem.train.y)
             files[name] = (xfile, yfile)
         for w in configs:
-            # Problem by problem, one path then the other, so both see much the same load
-            # from anything else running on the machine.
-            ours_w = runs["eqforge"][w] = {"results": {}, "wall": 0.0, "startup": 0.0}
-            theirs_w = runs["llmsr"][w] = {"results": {}, "wall": 0.0}
-            for name, programs_p in by_problem.items():
-                ours, busy, startup = run_eqforge(problems, {name: programs_p}, w)
-                theirs, wall = run_llmsr({name: programs_p}, files, w, args.llmsr_timeout)
-                ours_w["results"].update(ours)
-                ours_w["wall"] += busy
-                ours_w["startup"] += startup
-                theirs_w["results"].update(theirs)
-                theirs_w["wall"] += wall
-            print(f"{w} worker(s): eqforge {ours_w['wall']:.1f} s (+{ours_w['startup']:.1f} s pool start-up), "
-                  f"LLM-SR path {theirs_w['wall']:.1f} s", flush=True)
+            ours, busy, startup = run_eqforge(problems, programs, w)
+            runs["eqforge"][w] = {"results": ours, "wall": busy, "startup": startup}
+            theirs, wall = run_llmsr(programs, files, w, args.llmsr_timeout)
+            runs["llmsr"][w] = {"results": theirs, "wall": wall}
+            print(f"{w} worker(s): eqforge {busy:.1f} s (+{startup:.1f} s pool start-up), "
+                  f"LLM-SR path {wall:.1f} s", flush=True)
 
     rows = []
     summary: dict[str, Any] = {}

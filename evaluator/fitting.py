@@ -20,12 +20,13 @@ Two procedures:
      rows. Levenberg–Marquardt then runs from the most promising few and from ones over all
      used params at once (roughly LLM-SR's path, whose minimum is sometimes a different
      one), stopping early once two runs agree.
-  3. *Polish on all rows.* The distinct minima are re-ranked on the full training split
-     and the best (both, on a near tie) is polished there. If it is not finite on every row
-     (the subsample can miss the rows where, say, a power of a negative input is NaN), the
-     others and ones are tried until one is. Should the program turn out not to be affine
-     where it seemed, a plain least-squares fit of all used params finishes the job; BFGS
-     on the mean squared error is the last resort when least squares cannot run at all.
+  3. *Polish on all rows.* The distinct minima are re-ranked on a larger subsample (a few
+     thousand rows) and the best (both, on a near tie) is polished there, then on the full
+     training split. If it is not finite on every row (the subsample can miss the rows
+     where, say, a power of a negative input is NaN), the others and ones are tried until
+     one is. Should the program turn out not to be affine where it seemed, a plain
+     least-squares fit of all used params finishes the job; BFGS on the mean squared error
+     is the last resort when least squares cannot run at all.
 
   Non-finite predictions (overflowing exponentials, logs of negatives, powers of negative
   bases) are penalised residuals rather than errors, and a finite difference that steps
@@ -113,11 +114,9 @@ class FitOptions:
     polish_iters: int = 3  # LM evaluations per free param (+1) when polishing ...
     polish_min: int = 20  # ... and at least this many
     polish_rows: int | None = 2000  # with over twice this many rows, polish on this many first ...
-    final_iters: int = 3  # ... then LM evaluations per free param (+1) on all rows
+    final_iters: int = 2  # ... then LM evaluations per free param (+1) on all rows
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
-    rank_on_mid: bool = False
-    reuse_base: bool = False
 
 
 class _OutOfTime(Exception):
@@ -149,7 +148,6 @@ class _Projected:
         self.deadline = deadline
         self.exact = exact
         self.nfev = 0
-        self.reuse_base = False
         self._cache: tuple[bytes, tuple] | None = None
 
     # evaluating the program ------------------------------------------------------------
@@ -316,18 +314,11 @@ class _Projected:
             return J
         h = np.sqrt(_EPS) * np.maximum(np.abs(theta), 1e-3)
         base = self.expand(theta, c)
-        if self.reuse_base:
-            P = np.repeat(base[None, :], f, axis=0)
-            P[np.arange(f), self.free] += h
-            F = self.predict_many(P)
-            f0 = np.where(ok, r + self.y, np.nan)
-            D = (F - f0) / h[:, None]
-        else:
-            P = np.repeat(base[None, :], f + 1, axis=0)
-            P[np.arange(1, f + 1), self.free] += h
-            F = self.predict_many(P)
-            f0 = F[0]
-            D = (F[1:] - f0) / h[:, None]  # (f, m)
+        P = np.repeat(base[None, :], f + 1, axis=0)
+        P[np.arange(1, f + 1), self.free] += h
+        F = self.predict_many(P)
+        f0 = F[0]
+        D = (F[1:] - f0) / h[:, None]  # (f, m)
         good0 = np.isfinite(f0) & ok
         bad = ~np.isfinite(D) & good0
         redo = np.flatnonzero(bad.any(axis=1))
@@ -507,7 +498,6 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
         # The exact objective checks results: it evaluates one vector at a time.
         obj = _Projected(model, None if exact else model_many, y, on_rows, full0, idx, lin, penalty,
                          start_time + until, exact)
-        obj.reuse_base = opts.reuse_base
         objectives.append(obj)
         return obj
 
@@ -576,8 +566,10 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
         notes.append("time budget reached while exploring")
 
     # 2. polish on all rows. Subsample losses rank minima a few percent apart only roughly,
-    #    so the distinct ones within ``runner_up`` of the best are re-ranked on all rows
-    #    first. A polished point that is not finite on every row gives way to the others.
+    #    so the distinct ones within ``runner_up`` of the best are re-ranked on more rows
+    #    (``polish_rows``, or all) first. With many rows, most of the polishing happens on
+    #    ``polish_rows`` of them and all rows see the last steps. A polished point that is
+    #    not finite on every row gives way to the others.
     found.sort(key=lambda fv: fv[0])
     polish = [best_theta]
     for value, theta in found[1:]:
@@ -595,7 +587,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
     final = objective(None, lin, np.inf, exact=True)  # never cut short: a few evaluations
     if len(polish) > 1 and rows is not None:
         try:
-            values = (mid if mid is not None and opts.rank_on_mid else full_obj).losses(np.array(polish))
+            values = (mid if mid is not None else full_obj).losses(np.array(polish))
             order_full = [int(i) for i in np.argsort(values, kind="stable")]
             # a near tie (within ``tie``) is decided by polishing both
             ties = [i for i in order_full[1:2] if values[i] <= values[order_full[0]] * (1 + opts.tie)]
