@@ -31,7 +31,7 @@ import weakref
 from concurrent.futures import Future
 from typing import Any
 
-from eqforge.sandbox import protocol
+from eqforge.sandbox import codec, protocol
 from eqforge.sandbox.cgroups import CgroupSet
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,28 @@ def scrubbed_env(home: str) -> dict[str, str]:
     return env
 
 
+def _unpack_scoring_result(reply: dict[str, Any]) -> dict[str, Any]:
+    """Decode the scoring child's result, forwarded untouched by the scorer and the zygote.
+
+    It comes from a process that ran untrusted code, so it is parsed by the safe codec
+    here, and anything but a dict of predictions makes the job fail.
+    """
+    payload = reply.get("payload")
+    if reply.get("status") != "ok" or not isinstance(payload, dict) or "scoring_result" not in payload:
+        return reply
+    raw = payload.pop("scoring_result")
+    try:
+        msg = codec.decode(raw) if isinstance(raw, bytes | bytearray) else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        msg = None
+    inner = msg.get("payload") if isinstance(msg, dict) else None
+    predictions = inner.get("predictions") if isinstance(inner, dict) else None
+    if not isinstance(predictions, dict):
+        return {**reply, "status": "fail", "reason": "crash", "detail": "malformed scoring result", "payload": None}
+    payload["predictions"] = predictions
+    return reply
+
+
 class _Worker:
     """One zygote process and its private temporary directory."""
 
@@ -97,6 +119,7 @@ class _Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.wfd = self.proc.stdin.fileno()
         self.rfd = self.proc.stdout.fileno()
+        protocol.widen(self.rfd)
         if self.cgroup is not None:
             try:
                 self.cgroup.add(self.proc.pid)
@@ -146,7 +169,7 @@ class _Worker:
                 reply = None
             if reply is None:
                 return False
-            fut.set_result(reply)
+            fut.set_result(_unpack_scoring_result(reply))
         return True
 
     def kill(self) -> None:

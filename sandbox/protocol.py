@@ -6,12 +6,27 @@ the forked child that does closes these descriptors first), so pickle is accepta
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import struct
 from typing import Any
 
-_HEADER = struct.Struct("!Q")
+_HEADER = struct.Struct("!QQ")  # pickle length, tail length
+PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def widen(fd: int, size: int = PIPE_BYTES) -> None:
+    """Make a pipe hold a whole typical result (predictions on every split), best effort.
+
+    With the default 64 KiB the writer waits for the reader to drain each piece, a
+    round trip of context switches for every 64 KiB of a few hundred.
+    """
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+    except OSError:
+        pass  # the default size works too, in more steps
 
 
 def _read_exact(fd: int, n: int) -> bytearray:
@@ -28,12 +43,23 @@ def _read_exact(fd: int, n: int) -> bytearray:
     return buf
 
 
-def send(fd: int, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
     while view:
-        written = os.write(fd, view)
-        view = view[written:]
+        view = view[os.write(fd, view):]
+
+
+def send(fd: int, obj: Any, tail: bytes | bytearray | None = None) -> None:
+    """One message; ``tail`` (raw bytes, not pickled) arrives as ``obj["tail"]``.
+
+    The scorer forwards a scoring child's result as a tail: written straight from its
+    buffer, which it can then zero, so no copy of it lingers in the scorer's freed memory.
+    """
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_all(fd, _HEADER.pack(len(data), len(tail) if tail else 0))
+    _write_all(fd, data)
+    if tail:
+        _write_all(fd, tail)
 
 
 def recv(fd: int, scrub: bool = False) -> Any:
@@ -43,10 +69,13 @@ def recv(fd: int, scrub: bool = False) -> Any:
     lingering in freed heap memory, where a candidate reading uninitialised memory
     (``np.empty``) in a scoring child could find it.
     """
-    (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
+    n, t = _HEADER.unpack(_read_exact(fd, _HEADER.size))
     buf = _read_exact(fd, n)
     try:
-        return pickle.loads(buf)
+        obj = pickle.loads(buf)
     finally:
         if scrub:
             buf[:] = bytes(n)
+    if t:
+        obj["tail"] = _read_exact(fd, t)
+    return obj

@@ -157,6 +157,10 @@ def make_attribute_guard(
     escape_values = frozenset(_ESCAPE_BUILTINS)
     record = violations if violations is not None else []
     escape_type: dict[type, bool] = {}  # classification cache: one dict lookup per access
+    # Module attributes that passed, by (module, name): ``np.exp`` is read on every call
+    # of a candidate, hundreds of times per fit. Candidates cannot rebind module
+    # attributes (the policy rejects the assignment, and ``setattr`` is not a builtin here).
+    allowed_module_attrs: dict[tuple[Any, str], Any] = {}
 
     def refuse(what: str) -> SandboxViolation:
         if len(record) < 20:
@@ -164,6 +168,11 @@ def make_attribute_guard(
         return SandboxViolation(f"blocked: {what}")
 
     def guard(obj: Any, name: str) -> Any:
+        from_module = type(obj) is module_type
+        if from_module:
+            value = allowed_module_attrs.get((obj, name), refuse)
+            if value is not refuse:
+                return value
         if name[:1] == "_":
             raise refuse(f"attribute .{name}")
         value = getattr(obj, name)
@@ -178,6 +187,8 @@ def make_attribute_guard(
                 raise refuse(f"module {value.__name__} (.{name})")
         elif (t is builtin_type or t is type) and value in escape_values:
             raise refuse(f"builtin .{name}")
+        if from_module:
+            allowed_module_attrs[(obj, name)] = value
         return value
 
     return guard
@@ -373,7 +384,19 @@ def install_audit_hook() -> Callable[..., None]:
 MAX_SOURCE_CHARS = 200_000  # the policy allows far less; this guards direct pool users
 
 
-def compile_source(code: str, guard_attributes: bool = True) -> types.CodeType:
+def import_names(tree: ast.AST) -> list[str]:
+    """The modules (and ``from`` items that may be modules) a parsed program imports."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+            names += [f"{node.module}.{a.name}" for a in node.names]
+    return names
+
+
+def compile_source(code: str, guard_attributes: bool = True, imports: list[str] | None = None) -> types.CodeType:
     """Parse, rewrite attribute reads into guarded lookups, and compile; never executes.
 
     Done once per job in the zygote (compiling is not running), so both children of a job
@@ -383,6 +406,8 @@ def compile_source(code: str, guard_attributes: bool = True) -> types.CodeType:
         raise CandidateFailure("policy:size", f"program has {len(code)} characters")
     try:
         tree = ast.parse(code, "<candidate>")
+        if imports is not None:
+            imports[:] = import_names(tree)  # for the scorer, which imports them before forking
         if guard_attributes:
             tree = ast.fix_missing_locations(_GuardAttributes().visit(tree))
         return compile(tree, "<candidate>", "exec")
@@ -392,19 +417,14 @@ def compile_source(code: str, guard_attributes: bool = True) -> types.CodeType:
         raise CandidateFailure("syntax", f"cannot compile: {type(exc).__name__}: {exc}") from None
 
 
-def load_candidate(
-    code_obj: types.CodeType,
-    entry: str,
-    allowed_imports: tuple[str, ...],
-    arm: Callable[..., None] | None,
-) -> Callable[..., Any]:
-    """Execute the module body with restricted builtins (hook armed), return ``entry``."""
+def candidate_namespace(allowed_imports: tuple[str, ...], arm: Callable[..., None] | None) -> dict[str, Any]:
+    """The globals a candidate's module body runs in: restricted builtins, guarded imports."""
     gate = ModuleGate(allowed_imports)
     violations: list[str] = getattr(arm, "violations", [])
     guard = make_attribute_guard(gate, violations)
     safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES if hasattr(builtins, name)}
     safe["__import__"] = _make_guarded_import(gate, guard, violations)
-    namespace: dict[str, Any] = {
+    return {
         "__builtins__": safe,
         "__name__": "candidate",
         "np": np,
@@ -412,6 +432,21 @@ def load_candidate(
         "math": math,
         GUARD_NAME: guard,
     }
+
+
+def load_candidate(
+    code_obj: types.CodeType,
+    entry: str,
+    allowed_imports: tuple[str, ...],
+    arm: Callable[..., None] | None,
+    namespace: dict[str, Any] | None = None,
+) -> Callable[..., Any]:
+    """Execute the module body with restricted builtins (hook armed), return ``entry``.
+
+    ``namespace``, from ``candidate_namespace`` with the same ``arm``, may be built ahead.
+    """
+    if namespace is None:
+        namespace = candidate_namespace(allowed_imports, arm)
     if arm is not None:
         arm(True, allow_exec=1)  # from here on, only this one exec is allowed
     exec(code_obj, namespace)  # noqa: S102 - the whole point: isolated, policed, limited

@@ -27,10 +27,10 @@ inputs and the constants, computed where the targets never were readable.
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import gc
 import importlib
+import marshal
 import os
 import resource
 import select
@@ -114,7 +114,15 @@ class Zygote:
         self.child_cpu = 0.0
         self.limits: list[tuple[int, int]] = []
         self.code_obj: types.CodeType | None = None
+        self.code_imports: list[str] = []  # what the current job's program imports
         self.scorer: tuple[int, int, int] | None = None  # pid, job pipe, reply pipe
+        # In the scorer: a child forked and confined ahead of time, waiting for its job.
+        self.spare: _Spare | None = None
+        # CPU spent between jobs (forking the spare, reaping the last children), charged to
+        # the next job.
+        self.carry_cpu = 0.0
+        self.unreaped: list[int] = []  # children killed after their result came, not yet reaped
+        self.spare_timeout = float(setup.get("timeout", 30.0))
         if self.harden:
             runtime.set_oom_score(-1000)  # children volunteer instead (see _child)
             self.network = _isolate_network() if setup.get("isolate_network", True) else "off"
@@ -173,6 +181,7 @@ class Zygote:
     def _spawn_scorer(self) -> None:
         jobs_r, jobs_w = os.pipe()
         replies_r, replies_w = os.pipe()
+        protocol.widen(replies_w)
         pid = os.fork()
         if pid == 0:  # ---- the scorer: never returns
             code = 0
@@ -236,9 +245,15 @@ class Zygote:
         self.child_cpu = 0.0
         own = resource.getrusage(resource.RUSAGE_SELF)
         try:
-            if self.role == "scorer":
-                self._preload_imports(str(job.get("code", "")))
-            self.code_obj = runtime.compile_source(str(job.get("code", "")), guard_attributes=self.harden)
+            if self.role == "scorer" and isinstance(job.get("compiled"), bytes):
+                # The zygote compiled this code already; both are trusted, so its code
+                # object travels as marshal data rather than being parsed and compiled again.
+                if self._preload_imports(job.get("imports", [])):
+                    self._drop_spare()  # forked before these modules were imported here
+                self.code_obj = marshal.loads(job["compiled"])
+            else:
+                self.code_obj = runtime.compile_source(str(job.get("code", "")), guard_attributes=self.harden,
+                                                       imports=self.code_imports)
             reply, output = self._run_phases(job, start)
         except runtime.CandidateFailure as exc:
             reply, output = {"status": "fail", "reason": exc.reason, "detail": exc.detail[:500]}, ""
@@ -247,6 +262,8 @@ class Zygote:
         after = resource.getrusage(resource.RUSAGE_SELF)
         # CPU seconds this job cost here (compiling, forking, collecting) and in children.
         cpu = (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime) + self.child_cpu
+        cpu += self.carry_cpu
+        self.carry_cpu = 0.0
         reply.update(id=job.get("id"), seconds=time.perf_counter() - start, cpu=cpu, output=output)
         return reply
 
@@ -272,78 +289,128 @@ class Zygote:
             options = {"n_params": options.get("n_params", len(params)), "params": params}
         # The scoring child always gets a fair share of time, even after a long fit.
         floor = time.perf_counter() + max(1.0, 0.25 * timeout)
-        scoring_job = {"code": job.get("code", ""), "entry": job.get("entry", "equation"),
-                       "options": options, "timeout": timeout}
+        scoring_job = {"compiled": marshal.dumps(self.code_obj), "imports": list(self.code_imports),
+                       "entry": job.get("entry", "equation"), "options": options, "timeout": timeout}
         reply, output = self._score_remotely(scoring_job, max(deadline, floor))
         if reply.get("status") == "ok":
-            payload = reply.get("payload")
-            if not isinstance(payload, dict) or not isinstance(payload.get("predictions"), dict):
+            tail = reply.pop("tail", None)
+            if not isinstance(tail, bytearray):
                 return {"status": "fail", "reason": "crash", "detail": "malformed scoring result"}, output
-            # What leaves the sandbox: the checked params, the scoring child's predictions
-            # (checked again by the evaluator) and sanitised fit information.
+            # What leaves the sandbox: the checked params, sanitised fit information and the
+            # scoring child's result as it came; the evaluator's process decodes and checks
+            # its predictions (see ``SandboxPool``).
             reply["payload"] = {
                 "params": options["params"],
-                "predictions": payload["predictions"],
-                "fit": fit_info if fit_info is not None else _checked_fit(payload.get("fit")),
+                "scoring_result": bytes(tail),
+                "fit": fit_info if fit_info is not None else {"method": "given", "nfev": 0, "starts": 0},
             }
         return reply, output
 
-    def _preload_imports(self, code: str) -> None:
-        """In the scorer, import (trusted, before forking) the allowed modules ``code`` names."""
-        try:
-            tree = ast.parse(code)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return
+    def _preload_imports(self, names: Any) -> bool:
+        """In the scorer, import (trusted, before forking) the allowed modules a job names.
+
+        Returns whether anything new was imported.
+        """
         gate = runtime.ModuleGate(self.allowed)
-        names: list[str] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.append(node.module)
-                names += [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            if name not in sys.modules and gate(name):
+        before = len(sys.modules)
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str) and name not in sys.modules and gate(name):
                 try:
                     importlib.import_module(name)
                 except Exception:  # noqa: BLE001 - not a module, or broken: the child will say
                     continue
+        if len(sys.modules) == before:
+            return False
         gc.freeze()  # whatever was imported is permanent too
+        return True
 
     def _phase(
         self, job: dict[str, Any], options: dict[str, Any], deadline: float, scoring: bool
     ) -> tuple[dict[str, Any], str]:
-        res_r, res_w = os.pipe()
-        out_r, out_w = os.pipe()
-        cpu = int(max(0.0, deadline - time.perf_counter())) + 2
-        memory = self.memory_bytes if self.address_space_limit else None
-        self.limits = runtime.limit_plan(memory, cpu) if self.harden else []
+        seconds = max(0.0, deadline - time.perf_counter())
+        spare = self.spare if scoring and self.role == "scorer" else None
+        self.spare = None
+        if spare is not None and seconds > self.spare_timeout:
+            spare.discard(self)  # its CPU-time limit is too tight for this job
+            spare = None
+        if spare is None:
+            spare = self._fork(job, options, seconds, scoring)
         if self.oom_file:
             self.oom_seen = cgroups.oom_kills(self.oom_file)  # the scorer shares the counter
+        if spare.job_w is not None:
+            try:
+                compiled = job.get("compiled") or (self.code_obj and marshal.dumps(self.code_obj))
+                protocol.send(spare.job_w, {"code": compiled,
+                                            "entry": job.get("entry", "equation"), "options": options})
+            except OSError:
+                pass  # the child is gone: collecting it says how
+            os.close(spare.job_w)
+        result, output, status, timed_out = self._collect(spare.pid, spare.res_r, spare.out_r, deadline)
+        return self._interpret(result, status, timed_out), output
+
+    def _fork(self, job: dict[str, Any] | None, options: dict[str, Any], seconds: float, scoring: bool) -> _Spare:
+        """Fork the child of one phase; with ``job`` None it waits for its job on a pipe."""
+        res_r, res_w = os.pipe()
+        out_r, out_w = os.pipe()
+        job_r, job_w = os.pipe() if job is None else (None, None)
+        protocol.widen(res_w)
+        memory = self.memory_bytes if self.address_space_limit else None
+        self.limits = runtime.limit_plan(memory, int(seconds) + 2) if self.harden else []
         pid = os.fork()
         if pid == 0:  # ---- child: never returns
             try:
-                os.close(res_r)
-                os.close(out_r)
-                self._child(job, options, res_w, out_w, scoring)
+                for fd in (res_r, out_r, job_w):
+                    if fd is not None:
+                        os.close(fd)
+                self._child(job, options, res_w, out_w, scoring, job_r)
             finally:
                 os._exit(70)
-        os.close(res_w)
-        os.close(out_w)
-        result, output, status, timed_out = self._collect(pid, res_r, out_r, deadline)
-        return self._interpret(result, status, timed_out), output
+        for fd in (res_w, out_w, job_r):
+            if fd is not None:
+                os.close(fd)
+        return _Spare(pid, res_r, out_r, job_w)
+
+    def _fork_spare(self) -> None:
+        """In the scorer, between jobs: fork and confine the next scoring child now.
+
+        The zygote's next fit runs meanwhile, so forking, confining and the child's start
+        are off the path of the next job's result. The child runs nothing untrusted until
+        its job arrives.
+        """
+        if self.spare is not None or not self.harden or not self.setup.get("spare", True):
+            return
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        self.spare = self._fork(None, {}, self.spare_timeout, True)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        self.carry_cpu += (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime)
+
+    def _reap(self) -> None:
+        """Reap the children killed once their results came; their CPU goes to the next job."""
+        while self.unreaped:
+            _, _, usage = os.wait4(self.unreaped.pop(), 0)
+            self.carry_cpu += usage.ru_utime + usage.ru_stime
+
+    def _drop_spare(self) -> None:
+        if self.spare is not None:
+            self.spare.discard(self)
+            self.spare = None
 
     def _child(
-        self, job: dict[str, Any], options: dict[str, Any], res_w: int, out_w: int, scoring: bool,
+        self, job: dict[str, Any] | None, options: dict[str, Any], res_w: int, out_w: int, scoring: bool,
+        job_r: int | None = None,
     ) -> None:
         os.setpgid(0, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
         if self.harden:
-            # Nothing but stdin (/dev/null), stdout/stderr (the capture pipe) and the result
-            # pipe stays open: not the protocol pipes, not anything the zygote holds.
-            os.closerange(3, res_w)
-            os.closerange(res_w + 1, 1 << 20)
+            # Nothing but stdin (/dev/null), stdout/stderr (the capture pipe), the result
+            # pipe and (for a spare) its job pipe stays open: not the protocol pipes, not
+            # anything the zygote holds.
+            low = 3
+            for fd in sorted(f for f in (res_w, job_r) if f is not None):
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, 1 << 20)
         else:
             for fd in (self.proto_in, self.proto_out, out_w):
                 try:
@@ -362,9 +429,23 @@ class Zygote:
             except OSError:
                 os._exit(72)
             arm = runtime.install_audit_hook()
+        namespace = None
+        if job_r is not None:
+            # A spare: wait (confined, hook installed but not armed) for the scorer to send
+            # the job. Trusted data from the trusted scorer; no candidate code has run here.
+            namespace = runtime.candidate_namespace(self.allowed, arm)
+            try:
+                job = protocol.recv(job_r)
+            except (EOFError, OSError):
+                os._exit(0)  # not needed after all
+            os.close(job_r)
+            options = dict(job.get("options", {}))
+            self.code_obj = marshal.loads(job["code"]) if job.get("code") else None
+        assert job is not None
         try:
             assert self.code_obj is not None
-            fn = runtime.load_candidate(self.code_obj, str(job.get("entry", "equation")), self.allowed, arm)
+            fn = runtime.load_candidate(self.code_obj, str(job.get("entry", "equation")), self.allowed, arm,
+                                        namespace)
             payload = self.runner(fn, self.context, options)
             msg: dict[str, Any] = {"status": "ok", "payload": payload}
         except runtime.CandidateFailure as exc:
@@ -399,13 +480,21 @@ class Zygote:
         view = memoryview(data)
         while view:
             view = view[os.write(res_w, view):]
+        # End of file on both pipes tells the parent the result is complete, before this
+        # process has been torn down (milliseconds for a fork of a large process).
+        for fd in (res_w, 1, 2):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         os._exit(0)
 
     def _collect(
         self, pid: int, res_r: int, out_r: int, deadline: float
-    ) -> tuple[bytes | None, str, int, bool]:
-        chunks: list[bytes] = []
+    ) -> tuple[bytearray | None, str, int, bool]:
+        buf = bytearray(protocol.PIPE_BYTES)  # read into directly: no chunks left on the heap
         size = 0
+        oversized = False
         output = bytearray()
         open_fds = {res_r, out_r}
         timed_out = False
@@ -424,37 +513,62 @@ class Zygote:
                 if fd == self.proto_in:
                     parent_gone = True
                     continue
+                if fd == res_r:
+                    if size == len(buf) and not oversized:
+                        if size >= codec.MAX_MESSAGE_BYTES:
+                            oversized = True  # keep draining, stop keeping
+                        else:
+                            grown = bytearray(min(2 * len(buf), codec.MAX_MESSAGE_BYTES))
+                            grown[:size] = buf
+                            _zero(buf)
+                            buf = grown
+                    k = os.readv(fd, [memoryview(buf)[size:]]) if not oversized else len(os.read(fd, 1 << 20))
+                    if not k:
+                        open_fds.discard(fd)
+                        poller.unregister(fd)
+                    elif not oversized:
+                        size += k
+                    continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     open_fds.discard(fd)
                     poller.unregister(fd)
-                elif fd == res_r:
-                    size += len(chunk)
-                    if size <= codec.MAX_MESSAGE_BYTES:
-                        chunks.append(chunk)
                 elif len(output) < OUTPUT_LIMIT:
                     output.extend(chunk[: OUTPUT_LIMIT - len(output)])
             if parent_gone:
                 break
-        # Kill the child's whole process group (anything it started) and reap it.
+        # Kill the child's whole process group (anything it started) and reap it. With its
+        # whole result in hand its exit status is not needed, so the reaping waits until the
+        # reply is sent (the kernel tears the child down meanwhile).
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        _, status, usage = os.wait4(pid, 0)
-        self.child_cpu += usage.ru_utime + usage.ru_stime
+        status = 0
+        if size and not open_fds and not timed_out and not parent_gone:
+            self.unreaped.append(pid)
+        else:
+            _, status, usage = os.wait4(pid, 0)
+            self.child_cpu += usage.ru_utime + usage.ru_stime
         os.close(res_r)
         os.close(out_r)
         self._kill_strays()
         if parent_gone:
             raise ParentGone
-        data = b"".join(chunks) if chunks and size <= codec.MAX_MESSAGE_BYTES else None
-        if size > codec.MAX_MESSAGE_BYTES:
-            data = b"\0"  # oversized: reported as a malformed result
+        if oversized:
+            _zero(buf)
+            data: bytearray | None = bytearray(b"\0")  # reported as a malformed result
+        else:
+            data = buf if size else None
+            del buf[size:]
         return data, output.decode("utf-8", "replace"), status, timed_out
 
     def _kill_strays(self) -> None:
-        """Kill anything in this zygote's cgroup but the zygote and scorer (whatever its group)."""
+        """Kill anything in this zygote's cgroup but the zygote and scorer (whatever its group).
+
+        The zygote leaves the scorer's children alone: between jobs that is the scorer's
+        spare (trusted, waiting), and the scorer kills its own strays.
+        """
         if not self.cgroup_procs:
             return
         try:
@@ -462,8 +576,9 @@ class Zygote:
                 pids = [int(p) for p in fh.read().split()]
         except (OSError, ValueError):
             return
+        scorer = self.scorer[0] if self.scorer else None
         for p in pids:
-            if p not in self.protected:
+            if p not in self.protected and (scorer is None or _parent_pid(p) != scorer):
                 try:
                     os.kill(p, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
@@ -478,11 +593,16 @@ class Zygote:
         self.oom_seen = count
         return killed
 
-    def _interpret(self, data: bytes | None, status: int, timed_out: bool) -> dict[str, Any]:
+    def _interpret(self, data: bytearray | None, status: int, timed_out: bool) -> dict[str, Any]:
         oom = self._out_of_memory() if os.WIFSIGNALED(status) else None
         if data:
             try:
-                msg = codec.decode(data)
+                # The scorer forwards a successful result as it came (the evaluator decodes
+                # it): only its header is read here.
+                forward = self.role == "scorer"
+                msg = codec.decode(data, arrays=not forward)
+                if isinstance(msg, dict) and msg.get("status") == "ok" and forward:
+                    return {"status": "ok", "tail": data}
                 if isinstance(msg, dict) and msg.get("status") in ("ok", "fail"):
                     return msg
             except (ValueError, UnicodeDecodeError, RecursionError):
@@ -519,9 +639,57 @@ class Zygote:
                 return
             try:
                 for job in msg["jobs"]:
-                    protocol.send(self.proto_out, self.run_job(job))
+                    reply = self.run_job(job)
+                    tail = reply.pop("tail", None)
+                    protocol.send(self.proto_out, reply, tail)
+                    if tail is not None:
+                        _zero(tail)
+                    self._reap()
+                if self.role == "scorer":
+                    self.spare_timeout = max(float(job.get("timeout", self.spare_timeout)), 1.0)
+                    self._fork_spare()
             except (ParentGone, OSError, EOFError):
                 return
+
+
+def _zero(buf: bytearray) -> None:
+    """Overwrite a buffer in place (before it is freed, so its bytes cannot be found later)."""
+    if buf:
+        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    try:  # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        return int(stat[stat.rindex(b")") + 2:].split()[1])
+    except (ValueError, IndexError):
+        return None
+
+
+class _Spare:
+    """A forked phase child: its pid, result and output pipes, and (while it waits) its job pipe."""
+
+    def __init__(self, pid: int, res_r: int, out_r: int, job_w: int | None) -> None:
+        self.pid, self.res_r, self.out_r, self.job_w = pid, res_r, out_r, job_w
+
+    def discard(self, owner: Zygote) -> None:
+        """Kill and reap an unused spare, charging its CPU time to the current job."""
+        for fd in (self.job_w, self.res_r, self.out_r):
+            if fd is not None:
+                os.close(fd)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _, _, usage = os.wait4(self.pid, 0)
+        owner.child_cpu += usage.ru_utime + usage.ru_stime
 
 
 def _checked_params(payload: Any) -> list[float] | None:
