@@ -122,6 +122,7 @@ class Zygote:
         # the next job.
         self.carry_cpu = 0.0
         self.unreaped: list[int] = []  # children killed after their result came, not yet reaped
+        self.rbuf = bytearray(protocol.PIPE_BYTES)  # results are read into this, zeroed after use
         self.spare_timeout = float(setup.get("timeout", 30.0))
         if self.harden:
             runtime.set_oom_score(-1000)  # children volunteer instead (see _child)
@@ -346,7 +347,10 @@ class Zygote:
                 pass  # the child is gone: collecting it says how
             os.close(spare.job_w)
         result, output, status, timed_out = self._collect(spare.pid, spare.res_r, spare.out_r, deadline)
-        return self._interpret(result, status, timed_out), output
+        msg = self._interpret(result, status, timed_out)
+        if isinstance(result, memoryview) and "tail" not in msg:
+            _zero(result)  # the scorer zeroes a forwarded result once it is sent
+        return msg, output
 
     def _fork(self, job: dict[str, Any] | None, options: dict[str, Any], seconds: float, scoring: bool) -> _Spare:
         """Fork the child of one phase; with ``job`` None it waits for its job on a pipe."""
@@ -491,8 +495,8 @@ class Zygote:
 
     def _collect(
         self, pid: int, res_r: int, out_r: int, deadline: float
-    ) -> tuple[bytearray | None, str, int, bool]:
-        buf = bytearray(protocol.PIPE_BYTES)  # read into directly: no chunks left on the heap
+    ) -> tuple[memoryview | bytes | None, str, int, bool]:
+        buf = self.rbuf  # read into directly: no chunks left on the heap, nothing to allocate
         size = 0
         oversized = False
         output = bytearray()
@@ -521,7 +525,7 @@ class Zygote:
                             grown = bytearray(min(2 * len(buf), codec.MAX_MESSAGE_BYTES))
                             grown[:size] = buf
                             _zero(buf)
-                            buf = grown
+                            self.rbuf = buf = grown
                     k = os.readv(fd, [memoryview(buf)[size:]]) if not oversized else len(os.read(fd, 1 << 20))
                     if not k:
                         open_fds.discard(fd)
@@ -557,10 +561,9 @@ class Zygote:
             raise ParentGone
         if oversized:
             _zero(buf)
-            data: bytearray | None = bytearray(b"\0")  # reported as a malformed result
+            data: memoryview | bytes | None = b"\0"  # reported as a malformed result
         else:
-            data = buf if size else None
-            del buf[size:]
+            data = memoryview(buf)[:size] if size else None
         return data, output.decode("utf-8", "replace"), status, timed_out
 
     def _kill_strays(self) -> None:
@@ -593,7 +596,7 @@ class Zygote:
         self.oom_seen = count
         return killed
 
-    def _interpret(self, data: bytearray | None, status: int, timed_out: bool) -> dict[str, Any]:
+    def _interpret(self, data: memoryview | bytes | None, status: int, timed_out: bool) -> dict[str, Any]:
         oom = self._out_of_memory() if os.WIFSIGNALED(status) else None
         if data:
             try:
@@ -652,9 +655,9 @@ class Zygote:
                 return
 
 
-def _zero(buf: bytearray) -> None:
-    """Overwrite a buffer in place (before it is freed, so its bytes cannot be found later)."""
-    if buf:
+def _zero(buf: bytearray | memoryview) -> None:
+    """Overwrite a buffer in place, so that what it held cannot be found there later."""
+    if len(buf):
         ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
 
 
