@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--busy-workers", type=int, default=os.cpu_count() or 1,
+                    help="workers for the all-cores pass (default: one per core, as in a run)")
     args = ap.parse_args(argv)
 
     corpus = SHARED / "corpus" / "programs.jsonl"
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
     scores: dict[str, dict[str, Any]] = {m: {} for m in MODES}
     errors: dict[str, dict[str, Any]] = {m: {} for m in MODES}
+    busy: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}  # problem -> pass wall times
     for name, items in sorted(by_problem.items()):
         problem = load_problem(name, data=data / name)
         job_cpu: dict[str, list[float]] = {m: [] for m in MODES}
@@ -113,6 +116,19 @@ def main(argv: list[str] | None = None) -> int:
                         cpu[mode].setdefault(p["id"], []).append(job_cpu[mode][-1])
                         scores[mode][p["id"]] = res.score
                         errors[mode][p["id"]] = res.error
+        finally:
+            for ev in evs.values():
+                ev.close()
+        # All cores busy, as in a run with its default of one worker per core: the whole
+        # problem's programs at once, mode after mode in rotating order, each round.
+        evs = {m: _evaluator(problem, SETUPS[m], args.busy_workers, []) for m in MODES}
+        try:
+            for r in range(args.rounds):
+                for mode in MODES[r % len(MODES):] + MODES[: r % len(MODES)]:
+                    start = time.perf_counter()
+                    for fut in [evs[mode].submit(p["code"]) for p in items]:
+                        fut.result()
+                    busy[mode].setdefault(name, []).append(time.perf_counter() - start)
         finally:
             for ev in evs.values():
                 ev.close()
@@ -157,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{ratio[m]:10.3f} {cpu_ratio[m]:9.3f} {per_program[m]:7.3f}")
     print(f"hardening overhead per program: wall {100 * (ratio['on'] - 1):+.1f}%, "
           f"CPU {100 * (cpu_ratio['on'] - 1):+.1f}% (median over programs {100 * (per_program['on'] - 1):+.1f}%)")
+    busy_total = {m: sum(statistics.median(v) for v in busy[m].values()) for m in MODES}
+    busy_ratio = {m: busy_total[m] / busy_total["off"] for m in MODES}
+    print(f"all cores busy ({args.busy_workers} workers, each problem's programs at once): "
+          + ", ".join(f"{LABELS[m]} {n / busy_total[m]:.2f} programs/s" for m in MODES)
+          + f"; hardening overhead {100 * (busy_ratio['on'] - 1):+.1f}%")
     print(f"scores equal within rtol={RTOL:g}, atol={ATOL:g}: {not mismatches} "
           f"(max relative difference {max_rel:.1e}); failing in every mode: {failed or 'none'}")
 
@@ -173,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         "median_per_program_wall_ratio": per_program,
         "overhead_percent": 100 * (ratio["on"] - 1),
         "cpu_overhead_percent": 100 * (cpu_ratio["on"] - 1),
+        "busy_workers": args.busy_workers,
+        "busy_programs_per_second": {m: n / busy_total[m] for m in MODES},
+        "busy_ratio": busy_ratio,
+        "busy_overhead_percent": 100 * (busy_ratio["on"] - 1),
         "scores_equal": not mismatches,
         "max_relative_score_difference": max_rel,
         "mismatches": mismatches,
