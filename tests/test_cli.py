@@ -6,21 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from toy_problem import TOML
 
 from eqforge.cli import main
-
-TOML = """name = "toy"
-description = "A toy law."
-[[inputs]]
-name = "x"
-description = "input"
-[[inputs]]
-name = "z"
-description = "another input"
-[output]
-name = "y"
-description = "output"
-"""
 
 
 def _problem(tmp_path: Path, csv: str, toml: str = TOML) -> Path:

@@ -9,24 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy
+from toy_problem import TOML
 
 from eqforge.config import EvaluatorConfig
 from eqforge.errors import ProblemError
 from eqforge.problems import Problem, ProblemSpec, Split, Variable, list_problems, load_problem
 from eqforge.problems.registry import describe_problem
-
-TOML = """name = "toy"
-description = "A toy law."
-[[inputs]]
-name = "x"
-description = "input"
-[[inputs]]
-name = "z"
-description = "another input"
-[output]
-name = "y"
-description = "output"
-"""
 
 
 def _rows(n: int) -> str:
