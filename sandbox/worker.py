@@ -100,7 +100,10 @@ class Zygote:
         self.protected = {self.pid}  # never killed as strays
         self.role = "zygote"
         self.harden = bool(setup.get("harden", True))
-        self.allowed = tuple(setup.get("allowed_imports", runtime_default_imports()))
+        allowed = setup.get("allowed_imports")
+        # (the default is looked up only when needed: it imports the policy, and pydantic
+        # with it, into a process whose every fork costs in proportion to its size)
+        self.allowed = tuple(allowed if allowed is not None else runtime_default_imports())
         self.context = setup.get("context", {})
         self.memory_bytes = setup.get("memory_bytes")
         self.address_space_limit = bool(setup.get("address_space_limit", True))
