@@ -11,6 +11,6 @@ Layers, from the outside in (each holds on its own; together they are the defenc
   the training targets) for the predictions that get scored.
 * ``runtime`` — inside each child: rlimits, chroot into an empty directory, an unprivileged
   uid, an audit hook, restricted builtins and a guard on every attribute read.
-* ``codec`` / ``protocol`` — results from children are JSON (never unpickled); pickle is
-  used only between trusted processes.
+* ``codec`` / ``protocol`` — results from children are a JSON header and raw float bytes
+  (never unpickled); pickle is used only between trusted processes.
 """

@@ -6,6 +6,7 @@ the forked child that does closes these descriptors first), so pickle is accepta
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import pickle
@@ -43,7 +44,13 @@ def _read_exact(fd: int, n: int) -> bytearray:
     return buf
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def zero(buf: bytearray | memoryview) -> None:
+    """Overwrite a buffer in place, so that what it held cannot be found there later."""
+    if len(buf):
+        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -56,10 +63,10 @@ def send(fd: int, obj: Any, tail: bytes | bytearray | None = None) -> None:
     buffer, which it can then zero, so no copy of it lingers in the scorer's freed memory.
     """
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    _write_all(fd, _HEADER.pack(len(data), len(tail) if tail else 0))
-    _write_all(fd, data)
+    write_all(fd, _HEADER.pack(len(data), len(tail) if tail else 0))
+    write_all(fd, data)
     if tail:
-        _write_all(fd, tail)
+        write_all(fd, tail)
 
 
 def recv(fd: int, scrub: bool = False) -> Any:
@@ -75,7 +82,7 @@ def recv(fd: int, scrub: bool = False) -> Any:
         obj = pickle.loads(buf)
     finally:
         if scrub:
-            buf[:] = bytes(n)
+            zero(buf)
     if t:
         obj["tail"] = _read_exact(fd, t)
     return obj

@@ -120,7 +120,7 @@ class Zygote:
         self.code_imports: list[str] = []  # what the current job's program imports
         self.scorer: tuple[int, int, int] | None = None  # pid, job pipe, reply pipe
         # In the scorer: a child forked and confined ahead of time, waiting for its job.
-        self.spare: _Spare | None = None
+        self.spare: _PhaseChild | None = None
         # CPU spent between jobs (forking the spare, reaping the last children), charged to
         # the next job.
         self.carry_cpu = 0.0
@@ -247,7 +247,7 @@ class Zygote:
     def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         self.child_cpu = 0.0
-        own = resource.getrusage(resource.RUSAGE_SELF)
+        own = _own_cpu()
         try:
             if self.role == "scorer" and isinstance(job.get("compiled"), bytes):
                 # The zygote compiled this code already; both are trusted, so its code
@@ -263,10 +263,9 @@ class Zygote:
             reply, output = {"status": "fail", "reason": exc.reason, "detail": exc.detail[:500]}, ""
         finally:
             self.code_obj = None
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        # CPU seconds this job cost here (compiling, forking, collecting) and in children.
-        cpu = (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime) + self.child_cpu
-        cpu += self.carry_cpu
+        # CPU seconds this job cost here (compiling, forking, collecting), in children, and
+        # between the last job and this one.
+        cpu = _own_cpu() - own + self.child_cpu + self.carry_cpu
         self.carry_cpu = 0.0
         reply.update(id=job.get("id"), seconds=time.perf_counter() - start, cpu=cpu, output=output)
         return reply
@@ -352,10 +351,10 @@ class Zygote:
         result, output, status, timed_out = self._collect(spare.pid, spare.res_r, spare.out_r, deadline)
         msg = self._interpret(result, status, timed_out)
         if isinstance(result, memoryview) and "tail" not in msg:
-            _zero(result)  # the scorer zeroes a forwarded result once it is sent
+            protocol.zero(result)  # the scorer zeroes a forwarded result once it is sent
         return msg, output
 
-    def _fork(self, job: dict[str, Any] | None, options: dict[str, Any], seconds: float, scoring: bool) -> _Spare:
+    def _fork(self, job: dict[str, Any] | None, options: dict[str, Any], seconds: float, scoring: bool) -> _PhaseChild:
         """Fork the child of one phase; with ``job`` None it waits for its job on a pipe."""
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -375,7 +374,7 @@ class Zygote:
         for fd in (res_w, out_w, job_r):
             if fd is not None:
                 os.close(fd)
-        return _Spare(pid, res_r, out_r, job_w)
+        return _PhaseChild(pid, res_r, out_r, job_w)
 
     def _fork_spare(self) -> None:
         """In the scorer, between jobs: fork and confine the next scoring child now.
@@ -384,12 +383,11 @@ class Zygote:
         are off the path of the next job's result. The child runs nothing untrusted until
         its job arrives.
         """
-        if self.spare is not None or not self.harden or not self.setup.get("spare", True):
+        if self.spare is not None or not self.harden:
             return
-        own = resource.getrusage(resource.RUSAGE_SELF)
+        own = _own_cpu()
         self.spare = self._fork(None, {}, self.spare_timeout, True)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        self.carry_cpu += (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime)
+        self.carry_cpu += _own_cpu() - own
 
     def _reap(self) -> None:
         """Reap the children killed once their results came; their CPU goes to the next job."""
@@ -484,9 +482,7 @@ class Zygote:
             sys.stdout.flush()
         except (OSError, ValueError):
             pass
-        view = memoryview(data)
-        while view:
-            view = view[os.write(res_w, view):]
+        protocol.write_all(res_w, data)
         # End of file on both pipes tells the parent the result is complete, before this
         # process has been torn down (milliseconds for a fork of a large process).
         for fd in (res_w, 1, 2):
@@ -527,7 +523,7 @@ class Zygote:
                         else:
                             grown = bytearray(min(2 * len(buf), codec.MAX_MESSAGE_BYTES))
                             grown[:size] = buf
-                            _zero(buf)
+                            protocol.zero(buf)
                             self.rbuf = buf = grown
                     k = os.readv(fd, [memoryview(buf)[size:]]) if not oversized else len(os.read(fd, 1 << 20))
                     if not k:
@@ -563,7 +559,7 @@ class Zygote:
         if parent_gone:
             raise ParentGone
         if oversized:
-            _zero(buf)
+            protocol.zero(buf)
             data: memoryview | bytes | None = b"\0"  # reported as a malformed result
         else:
             data = memoryview(buf)[:size] if size else None
@@ -649,7 +645,7 @@ class Zygote:
                     tail = reply.pop("tail", None)
                     protocol.send(self.proto_out, reply, tail)
                     if tail is not None:
-                        _zero(tail)
+                        protocol.zero(tail)
                     self._reap()
                 if self.role == "scorer":
                     self.spare_timeout = max(float(job.get("timeout", self.spare_timeout)), 1.0)
@@ -658,10 +654,10 @@ class Zygote:
                 return
 
 
-def _zero(buf: bytearray | memoryview) -> None:
-    """Overwrite a buffer in place, so that what it held cannot be found there later."""
-    if len(buf):
-        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
+def _own_cpu() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _parent_pid(pid: int) -> int | None:
@@ -676,7 +672,7 @@ def _parent_pid(pid: int) -> int | None:
         return None
 
 
-class _Spare:
+class _PhaseChild:
     """A forked phase child: its pid, result and output pipes, and (while it waits) its job pipe."""
 
     def __init__(self, pid: int, res_r: int, out_r: int, job_w: int | None) -> None:
