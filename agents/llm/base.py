@@ -9,7 +9,9 @@ every sample, so the loop never has to know which model it talks to.
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from eqforge.prompts.builder import Prompt
@@ -101,3 +103,12 @@ class WrappedBackend(LLMBackend):
 
     def describe(self) -> dict[str, object]:
         return self.inner.describe()
+
+
+def user_cache_dir(name: str, override_env: str) -> Path:
+    """``$override_env`` if set, else ``$XDG_CACHE_HOME/eqforge/name`` (``~/.cache`` by default)."""
+    env = os.environ.get(override_env)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "eqforge" / name

@@ -22,18 +22,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams, WrappedBackend
+from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams, WrappedBackend, user_cache_dir
 from eqforge.prompts.builder import Prompt
 
 log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("EQFORGE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "eqforge" / "responses"
+    return user_cache_dir("responses", "EQFORGE_CACHE_DIR")
 
 
 class ResponseCache:

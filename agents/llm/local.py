@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams
+from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams, user_cache_dir
 from eqforge.errors import BackendError
 from eqforge.prompts.builder import Prompt
 
@@ -51,11 +51,7 @@ INSTALL_HINT = ('pip install -e ".[local]" (or pass --llm openai:MODEL, or --llm
 
 # -- finding the model -------------------------------------------------------------------
 def model_dir() -> Path:
-    env = os.environ.get("EQFORGE_MODEL_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "eqforge" / "models"
+    return user_cache_dir("models", "EQFORGE_MODEL_DIR")
 
 
 def default_model_file() -> Path:
