@@ -62,25 +62,19 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
             raise BackendError("--llm replay:PATH needs a JSONL file of responses")
         return ReplayBackend(arg, start=options.replay_start,
                              style=style if style in ("auto", "completion") else "chat")
-    if kind == "openai":
+    if kind in ("openai", "openai-compatible"):
         from eqforge.agents.llm.openai_backend import OpenAIBackend
 
-        if not arg:
-            raise BackendError("--llm openai:MODEL needs a model name, e.g. openai:gpt-4o-mini")
-        return OpenAIBackend(
-            arg, base_url=options.base_url, api_key_env=options.api_key_env,
-            prompt_style="completion" if style == "completion" else "chat",
-            concurrency=options.concurrency, timeout=options.timeout,
-            max_retries=options.max_retries, backoff=options.backoff,
-        )
-    if kind == "openai-compatible":
-        from eqforge.agents.llm.openai_backend import OpenAIBackend
-
-        model = arg or options.model
-        if not options.base_url:
-            raise BackendError("--llm openai-compatible needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        if not model:
-            raise BackendError("--llm openai-compatible needs --model (the name the server serves)")
+        if kind == "openai":
+            model = arg
+            if not model:
+                raise BackendError("--llm openai:MODEL needs a model name, e.g. openai:gpt-4o-mini")
+        else:
+            model = arg or options.model
+            if not options.base_url:
+                raise BackendError("--llm openai-compatible needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+            if not model:
+                raise BackendError("--llm openai-compatible needs --model (the name the server serves)")
         return OpenAIBackend(
             model, base_url=options.base_url, api_key_env=options.api_key_env,
             prompt_style="completion" if style == "completion" else "chat",
