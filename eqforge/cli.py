@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replay-from", metavar="RUN_DIR",
                      help="re-run a recorded run with its config, serving its own samples' responses")
     run.add_argument("--llm", action="append", metavar="SPEC",
-                     help="openai:MODEL | openai-compatible | replay:FILE | local:PATH | vllm:MODEL"
+                     help="openai:MODEL | openai-compatible | replay:FILE | local:PATH | vllm:MODEL | terms:"
                           " (repeat with @weight for an ensemble)")
     run.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--model", help="model name for --llm openai-compatible")

@@ -1,7 +1,8 @@
 """Building a backend from a ``--llm`` spec string.
 
 Specs: ``openai:MODEL``, ``openai-compatible`` (with ``base_url`` and ``model``),
-``replay:PATH``, ``local:PATH_OR_FILE``, ``vllm:MODEL``. Several specs with ``@weight``
+``replay:PATH``, ``local:PATH_OR_FILE``, ``vllm:MODEL``, ``terms:`` (random sums of library
+terms, the no-model baseline; see ``terms``). Several specs with ``@weight``
 suffixes form an ensemble.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from eqforge.agents.llm.base import LLMBackend
 from eqforge.errors import BackendError
 
-KNOWN = ("openai", "openai-compatible", "replay", "local", "vllm")
+KNOWN = ("openai", "openai-compatible", "replay", "local", "vllm", "terms")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
             raise BackendError("--llm replay:PATH needs a JSONL file of responses")
         return ReplayBackend(arg, start=options.replay_start,
                              style=style if style in ("auto", "completion") else "chat")
+    if kind == "terms":
+        from eqforge.agents.llm.terms import TermsBackend
+
+        return TermsBackend(arg)
     if kind in ("openai", "openai-compatible"):
         from eqforge.agents.llm.openai_backend import OpenAIBackend
 
