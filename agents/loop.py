@@ -23,8 +23,9 @@ from eqforge.config import Config
 from eqforge.errors import BackendError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
 from eqforge.problems.spec import Problem
-from eqforge.prompts.builder import ProgramRef, Prompt, PromptBuilder, initial_program
+from eqforge.prompts.builder import ProgramRef, PromptBuilder, initial_program
 from eqforge.prompts.parsing import extract_program, program_key
+from eqforge.prompts.prompt import Prompt
 
 log = logging.getLogger(__name__)
 

@@ -600,7 +600,7 @@ def as_complete(llm: Any, *, temperature: float = 0.2, max_tokens: int = 1024,
         def complete(text: str) -> str:
             from eqforge.agents.llm.base import SamplingParams
             from eqforge.errors import BackendError
-            from eqforge.prompts.builder import Prompt
+            from eqforge.prompts.prompt import Prompt
 
             prompt = Prompt(
                 completion=f"{DRAFT_SYSTEM}\n\n{text}\n",

@@ -10,16 +10,15 @@ touching code.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from string import Template
 
 from eqforge.problems.spec import ProblemSpec
+from eqforge.prompts.prompt import Prompt
 
 
 @dataclass(frozen=True)
@@ -29,27 +28,6 @@ class ProgramRef:
     id: str
     code: str
     score: float | None = None
-
-
-@dataclass(frozen=True)
-class Prompt:
-    completion: str
-    messages: list[dict[str, str]]
-    version: int
-    source_ids: list[str] = field(default_factory=list)
-    template: str = "llmsr"
-
-    @property
-    def next_name(self) -> str:
-        return f"equation_v{self.version}"
-
-    @property
-    def hash(self) -> str:
-        blob = json.dumps([self.completion, self.messages], sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-    def text_for(self, style: str) -> str | list[dict[str, str]]:
-        return self.completion if style == "completion" else self.messages
 
 
 @lru_cache(maxsize=64)

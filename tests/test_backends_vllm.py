@@ -14,7 +14,7 @@ from eqforge.agents.llm import vllm_backend
 from eqforge.agents.llm.base import SamplingParams
 from eqforge.agents.llm.registry import BackendOptions, make_backend
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 PROMPT = Prompt(completion="def f():\n", messages=[{"role": "user", "content": "hi"}], version=1)
 

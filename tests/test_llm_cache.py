@@ -15,7 +15,7 @@ from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.agents.llm.cache import CachedBackend, ResponseCache, default_cache_dir
 from eqforge.agents.llm.registry import BackendOptions, make_backend, wrap_backend
 from eqforge.cli import main
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 
 class Counting(LLMBackend):

@@ -14,7 +14,7 @@ from eqforge.agents.llm.ensemble import EnsembleBackend, make_ensemble
 from eqforge.agents.llm.registry import BackendOptions
 from eqforge.cli import main
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 PROMPT = Prompt(completion="COMPLETION", messages=[{"role": "user", "content": "CHAT"}], version=1)
 

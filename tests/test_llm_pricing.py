@@ -15,7 +15,7 @@ from eqforge.agents.llm.pricing import PricedBackend, PriceTable
 from eqforge.agents.llm.registry import BackendOptions
 from eqforge.cli import main
 from eqforge.errors import ConfigError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 
 @pytest.fixture(autouse=True)

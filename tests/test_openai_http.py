@@ -23,7 +23,7 @@ from eqforge.agents.llm.registry import BackendOptions
 from eqforge.cli import main
 from eqforge.config import Config
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 PROMPT = Prompt(completion="def equation_v0(x, v, params):\n    \"\"\"doc\"\"\"\n",
                 messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": "write it"}],

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 PromptStyle = Literal["chat", "completion"]
 

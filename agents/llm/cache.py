@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams, WrappedBackend, user_cache_dir
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from eqforge.agents.llm.base import (
 )
 from eqforge.agents.llm.registry import BackendOptions, make_backend, split_weight, wrap_backend
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 
 class EnsembleBackend(LLMBackend):

@@ -19,7 +19,7 @@ from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 log = logging.getLogger(__name__)
 

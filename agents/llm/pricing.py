@@ -18,7 +18,7 @@ from pathlib import Path
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams, WrappedBackend
 from eqforge.errors import ConfigError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 log = logging.getLogger(__name__)
 

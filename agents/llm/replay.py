@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 
 def read_responses(path: Path) -> list[str]:

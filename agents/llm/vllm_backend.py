@@ -22,7 +22,7 @@ from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype",
                "enforce_eager", "download_dir")
