@@ -23,7 +23,7 @@ import numpy as np
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.errors import BackendError
-from eqforge.prompts.builder import Prompt
+from eqforge.prompts.prompt import Prompt
 
 DEFAULT_TERMS = (2, 6)
 _HEADER = re.compile(r"def equation_v(\d+)\(([^)]*)\)")
