@@ -176,6 +176,8 @@ class LiveProgress(Progress):
         grid.add_row("tokens", tok)
         grid.add_row("time", Text(self._time_line(s)))
         title = f"eqforge · {self.title or s.problem or 'run'}"
+        if s.strategy:
+            title += f" · strategy {s.strategy}"
         subtitle = f"stopped: {self._reason}" if self._reason else None
         return Panel(grid, title=title, subtitle=subtitle, border_style="blue",
                      expand=True)

@@ -19,12 +19,12 @@ from eqforge.agents.database import ProgramsDatabase, StoredProgram
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.agents.progress import Progress, RunStats
 from eqforge.agents.records import RunRecorder, SampleRecord, failure_counts
+from eqforge.agents.strategies import StrategyHook
 from eqforge.config import Config
 from eqforge.errors import BackendError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
 from eqforge.problems.spec import Problem
-from eqforge.prompts.builder import ProgramRef, PromptBuilder, initial_program
-from eqforge.prompts.parsing import extract_program, program_key
+from eqforge.prompts.parsing import program_key
 from eqforge.prompts.prompt import Prompt
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,9 @@ class DiscoveryLoop:
         self.recorder = recorder
         self.progress = progress or Progress()
         self.db = ProgramsDatabase(config.database, seed=config.run.seed)
-        self.builder = PromptBuilder(
-            problem.spec, template=config.sampler.template, max_params=config.evaluator.max_params
-        )
         self.stats = RunStats(budget=config.run.samples, max_seconds=config.run.max_seconds,
-                              max_cost=config.run.max_cost, problem=problem.name)
+                              max_cost=config.run.max_cost, problem=problem.name,
+                              strategy=config.sampler.strategy)
         self.records: list[SampleRecord] = []
         self.best: SampleRecord | None = None
         self.by_key: dict[str, SampleRecord] = {}
@@ -61,6 +59,7 @@ class DiscoveryLoop:
         self.reserved = 0
         self.stop_reason: str | None = None
         self.fatal: BackendError | None = None
+        self.hook = StrategyHook(self, config.sampler.strategy)  # what the strategy changes
 
     # -- resume ---------------------------------------------------------------------------
     def restore(self, records: list[SampleRecord], events: list[dict[str, Any]],
@@ -80,6 +79,7 @@ class DiscoveryLoop:
                 ev = resets.pop(0)
                 self.db.apply_reset([tuple(x) for x in ev["islands"]], programs)
         self.next_index = max((r.index for r in records), default=0) + 1
+        self.hook.restore(events)
         self.stats.elapsed_before = elapsed_before
         self.stats.session_samples = 0
 
@@ -89,7 +89,8 @@ class DiscoveryLoop:
         if not any(r.source == "seed" for r in self.records):
             await self._seed()
         n_workers = max(1, min(self.config.sampler.concurrency, self.backend.max_concurrency))
-        workers = [asyncio.create_task(self._worker()) for _ in range(n_workers)]
+        work = self._worker if self.hook.kind == "prompt" else self.hook.agent_worker
+        workers = [asyncio.create_task(work()) for _ in range(n_workers)]
         try:
             await asyncio.gather(*workers)
         except asyncio.CancelledError:
@@ -110,11 +111,11 @@ class DiscoveryLoop:
         spp = self.config.sampler.samples_per_prompt
         while (n := self._reserve(spp)) > 0:
             island, parents = self.db.sample()
-            prompt = self.builder.build([ProgramRef(p.id, p.code, p.score) for p in parents])
+            prompt = await self.hook.prompt(island, parents)
             self.recorder.write_prompt(prompt)
             started = time.monotonic()
             try:
-                completions = await self.backend.generate(prompt, self._sampling(n))
+                completions = await self.backend.generate(prompt, self._sampling(n, prompt))
             except BackendError as exc:
                 self.fatal = exc
                 self._stop("backend error")
@@ -131,6 +132,7 @@ class DiscoveryLoop:
                     self._commit(base, result)
             finally:
                 self.reserved -= len(completions)
+            await self.hook.after_batch()
             if self.db.reset_due(self.stats.samples) and self.stop_reason is None:
                 events = self.db.reset_islands()
                 self.recorder.write_event({"type": "reset", "after_index": self.next_index - 1,
@@ -157,18 +159,18 @@ class DiscoveryLoop:
         if self.stop_reason is None:
             self.stop_reason = reason
 
-    def _sampling(self, n: int) -> SamplingParams:
+    def _sampling(self, n: int, prompt: Prompt) -> SamplingParams:
         sc = self.config.sampler
         seed = None if self.config.run.seed is None else self.config.run.seed + self.next_index
         return SamplingParams(n=n, temperature=sc.temperature, top_p=sc.top_p,
                               max_tokens=sc.max_tokens, seed=seed,
-                              stop=("\ndef ", "\nclass ", "\nif __name__")
-                              if self.backend.prompt_style == "completion" else ())
+                              stop=self.hook.stops(self.backend.prompt_style, prompt))
 
     # -- one sample -----------------------------------------------------------------------
     async def _seed(self) -> None:
-        code = initial_program(self.problem.spec)
-        result = await self.evaluator.evaluate(code, seed=self.config.run.seed)
+        code = self.hook.seed_program()
+        result = await self.evaluator.evaluate(code, seed=self.config.run.seed,
+                                               **self.hook.eval_options())
         rec = self._record(index=0, source="seed", program=code, result=result)
         if not result.ok:
             log.warning("the seed program failed (%s: %s)", result.error, result.detail)
@@ -189,7 +191,7 @@ class DiscoveryLoop:
         }
         if c.error:
             return base, EvalResult.failure(c.error, str(c.extra.get("detail", "")))
-        extracted = extract_program(c.text, self.problem.spec, version=prompt.version)
+        extracted = self.hook.extract(c.text, prompt, base["prompt_style"])
         if not extracted.ok or extracted.code is None:
             if c.finish_reason == "length":  # cut off at max_tokens: say so, not just "syntax"
                 return base, EvalResult.failure("llm:truncated", f"the answer hit --max-tokens; "
@@ -210,7 +212,8 @@ class DiscoveryLoop:
                 dict(enumerate(parent.params)) if parent is not None and parent.params else None
             )
             result = await self.evaluator.evaluate(code, parent=parent_params,
-                                                   seed=self.config.run.seed)
+                                                   seed=self.config.run.seed,
+                                                   **self.hook.eval_options())
             fut.set_result(result)
         finally:
             self.pending.pop(key, None)
@@ -287,6 +290,7 @@ class DiscoveryLoop:
                     "metrics": b.metrics}
         summary = {
             "problem": self.problem.name,
+            "strategy": self.hook.name,
             "samples": s.samples,
             "valid": s.valid,
             "duplicates": s.duplicates,

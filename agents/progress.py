@@ -28,6 +28,7 @@ class RunStats:
     best_id: str | None = None
     best_params: list[float] | None = None
     problem: str | None = None  # name, for titles of live views
+    strategy: str | None = None  # prompting strategy, shown beside the problem
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0

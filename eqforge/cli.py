@@ -2,8 +2,9 @@
 
 Subcommands: ``run`` (search, or ``--resume`` one), ``evaluate`` (score programs),
 ``report`` (HTML/markdown report of a run), ``new`` (scaffold a problem from a CSV),
-``problems`` (list/show built-ins). User errors print one line and exit 2 (bad input) or
-1 (runtime failure); Ctrl-C leaves a resumable run and exits 130.
+``problems`` (list/show built-ins), ``strategies`` (list/show prompting strategies). User
+errors print one line and exit 2 (bad input) or 1 (runtime failure); Ctrl-C leaves a
+resumable run and exits 130.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=float, help="sampling temperature")
     run.add_argument("--max-tokens", type=int, help="max tokens per response")
     run.add_argument("--concurrency", type=int, help="prompts in flight at once")
-    run.add_argument("--template", help="prompt template (prompts/templates/<name>.txt)")
+    run.add_argument("--strategy", help="prompting strategy (default llmsr; see `eqforge strategies list`)")
+    run.add_argument("--reflect-every", type=int,
+                     help="samples between reflections, for strategies with a memory (reflect)")
     run.add_argument("--prompt-style", choices=["auto", "chat", "completion"])
     run.add_argument("--quiet", action="store_true", help="no progress output")
     _add_eval_flags(run)
@@ -100,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     psub.add_parser("list")
     show = psub.add_parser("show")
     show.add_argument("name")
+
+    strat = sub.add_parser("strategies", help="list or show prompting strategies")
+    ssub = strat.add_subparsers(dest="action", required=True)
+    ssub.add_parser("list")
+    sshow = ssub.add_parser("show")
+    sshow.add_argument("name")
     return parser
 
 
@@ -117,7 +126,8 @@ def _config_from(args: argparse.Namespace):  # noqa: ANN202
         "database": {"islands": g("islands")},
         "sampler": {"samples_per_prompt": g("samples_per_prompt"),
                     "temperature": g("temperature"), "max_tokens": g("max_tokens"),
-                    "concurrency": g("concurrency"), "template": g("template"),
+                    "concurrency": g("concurrency"), "strategy": g("strategy"),
+                    "reflect_every": g("reflect_every"),
                     "prompt_style": g("prompt_style")},
     })
 
@@ -236,8 +246,22 @@ def cmd_problems(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from eqforge.prompts.strategy import describe_strategy, load_strategy, strategy_names
+
+    if args.action == "list":
+        for name in strategy_names():
+            s = load_strategy(name)
+            text = " ".join(s.description.split())
+            print(f"{name:14s} {'(template base) ' if s.abstract else ''}{text[:100]}"
+                  f"{'…' if len(text) > 100 else ''}")
+        return 0
+    print(describe_strategy(args.name))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "report": cmd_report, "new": cmd_new,
-            "problems": cmd_problems}
+            "problems": cmd_problems, "strategies": cmd_strategies}
 
 
 def main(argv: list[str] | None = None) -> int:

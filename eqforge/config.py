@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eqforge.errors import ConfigError
 
@@ -42,9 +42,20 @@ class SamplerConfig(_Frozen):
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(1024, ge=16)
-    template: str = Field("llmsr", description="prompt template name in prompts/templates")
+    strategy: str = Field("llmsr", description="prompting strategy (prompts/strategies/NAME; "
+                          "see `eqforge strategies list`)")
+    reflect_every: int | None = Field(None, ge=1, description="samples between reflections "
+                                      "(strategies with a memory; default: the strategy's)")
     prompt_style: Literal["auto", "chat", "completion"] = "auto"
     concurrency: int = Field(4, ge=1, description="prompts in flight at once")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from eqforge.prompts.strategy import runnable_strategy
+
+        runnable_strategy(name)  # a ConfigError naming the available ones
+        return name
 
 
 class EvaluatorConfig(_Frozen):

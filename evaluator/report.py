@@ -194,6 +194,8 @@ def _facts(data: RunData, analysis: RunAnalysis) -> Facts:
     rows = [
         ("problem", str(run.get("problem", "?"))),
         ("data", str(run.get("data") or "built-in")),
+        ("strategy", str((data.config.get("config", {}).get("sampler") or {}).get("strategy")
+                         or "llmsr")),
         ("model", ", ".join(map(str, models)) or "n/a"),
         ("started", _dt.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
          if started else "n/a"),

@@ -4,8 +4,10 @@ The default template reproduces LLM-SR's prompt: the task description, the impor
 k sampled programs as ``equation_v0 .. equation_v{k-1}`` (worst to best), and the header and
 docstring of ``equation_v{k}`` for the model to complete. The same content is rendered for
 completion endpoints (raw text the model continues) and for chat endpoints (system + user
-messages). Templates live in ``prompts/templates/`` so researchers can edit them without
-touching code.
+messages). Templates belong to a strategy (``prompts/strategies/NAME/``, see
+``prompts.strategy``) so researchers can edit them without touching code; a strategy's
+feedback blocks (scores, failures, residuals, memory) arrive here as ready ``Notes`` text,
+gathered by the loop's strategy hook from the run.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from string import Template
 
 from eqforge.problems.spec import ProblemSpec
 from eqforge.prompts.prompt import Prompt
+from eqforge.prompts.strategy import load_strategy, strategy_template
 
 
 @dataclass(frozen=True)
@@ -28,20 +29,18 @@ class ProgramRef:
     id: str
     code: str
     score: float | None = None
+    nmse: float | None = None  # training NMSE, shown by strategies with the "scores" block
 
 
-@lru_cache(maxsize=64)
-def load_template(name: str) -> str:
-    """Read ``prompts/templates/<name>.txt``; a clear error when it does not exist."""
-    path = resources.files("eqforge.prompts") / "templates" / f"{name}.txt"
-    if not path.is_file():
-        from eqforge.errors import ConfigError
+@dataclass(frozen=True)
+class Notes:
+    """Feedback block contents for one prompt (empty: the block is left out)."""
 
-        available = sorted(
-            p.name[:-4] for p in (resources.files("eqforge.prompts") / "templates").iterdir()
-        )
-        raise ConfigError(f"unknown prompt template {name!r}; available: {available}")
-    return path.read_text(encoding="utf-8")
+    failures: tuple[str, ...] = ()
+    residuals: str = ""
+    memory: tuple[str, ...] = ()
+
+
 
 
 def signature(spec: ProblemSpec, name: str = "equation") -> str:
@@ -49,7 +48,7 @@ def signature(spec: ProblemSpec, name: str = "equation") -> str:
     return f"def {name}({args}, params: np.ndarray) -> np.ndarray:"
 
 
-def docstring(spec: ProblemSpec, template: str = "llmsr") -> str:
+def docstring(spec: ProblemSpec, strategy: str = "llmsr") -> str:
     args = "\n".join(
         f"    {v.name}: A numpy array representing observations of {v.description or v.name}"
         + (f" ({v.unit})" if v.unit else "")
@@ -57,7 +56,7 @@ def docstring(spec: ProblemSpec, template: str = "llmsr") -> str:
         for v in spec.inputs
     )
     out = spec.output.description or spec.output.name
-    return Template(load_template(f"{template}_docstring")).substitute(
+    return Template(strategy_template(strategy, "docstring")).substitute(
         args=args, output_description=out
     ).strip()
 
@@ -120,43 +119,104 @@ def render_version(code: str, version: int, doc: str) -> str:
 
 
 class PromptBuilder:
-    """Builds prompts for one problem from a template family."""
+    """Builds prompts for one problem from a strategy's templates.
 
-    def __init__(self, spec: ProblemSpec, *, template: str = "llmsr", max_params: int = 10):
+    ``spec`` is the spec the model may see: for anonymising strategies the caller passes the
+    anonymised one, so nothing here can leak the problem's wording.
+    """
+
+    def __init__(self, spec: ProblemSpec, *, strategy: str = "llmsr", max_params: int = 10):
         self.spec = spec
-        self.template = template
+        self.strategy = load_strategy(strategy)  # fail early on an unknown strategy
+        self.name = strategy
         self.max_params = max_params
-        load_template(template)  # fail early on an unknown template
 
-    def build(self, programs: list[ProgramRef]) -> Prompt:
+    def _template(self, part: str) -> Template:
+        return Template(strategy_template(self.name, part))
+
+    def build(self, programs: list[ProgramRef], notes: Notes | None = None) -> Prompt:
         """``programs`` sorted worst to best, as the database returns them."""
-        doc0 = docstring(self.spec, self.template)
+        doc0 = docstring(self.spec, self.name)
+        scores = "scores" in self.strategy.blocks
         parts = []
         for k, prog in enumerate(programs):
             doc = doc0 if k == 0 else f"Improved version of `equation_v{k - 1}`."
-            parts.append(render_version(prog.code, k, doc))
+            text = render_version(prog.code, k, doc)
+            if scores:
+                text = score_line(k, prog.nmse) + text
+            parts.append(text)
         version = len(programs)
         next_doc = f"Improved version of `equation_v{version - 1}`." if version else doc0
         next_header = f"{signature(self.spec, f'equation_v{version}')}\n{_quote_docstring(next_doc)}\n"
-        completion = Template(load_template(self.template)).substitute(
-            description=self.spec.description,
-            max_params=self.max_params,
-            functions="\n\n".join(parts),
-            next_header=next_header,
-        )
-        user = Template(load_template(f"{self.template}_user")).substitute(
-            program=completion.rstrip(),
-            next_name=f"equation_v{version}",
-            max_params=self.max_params,
+        extension = extend_body(programs[-1].code, self.max_params) if (
+            self.strategy.extend and programs) else None
+        if extension is not None:
+            next_header += extension
+        fields = dict(description=self.spec.description, max_params=self.max_params,
+                      functions="\n\n".join(parts), next_header=next_header)
+        feedback = render_notes(notes)
+        completion = self._template("completion").substitute(
+            fields, feedback=feedback + "\n" if feedback else "")
+        if extension is not None:
+            completion = completion.rstrip("\n")  # the model continues the open expression
+        user = self._template("extend_user" if extension is not None else "user").substitute(
+            program=completion.rstrip(), next_name=f"equation_v{version}",
+            max_params=self.max_params, feedback=feedback,
         )
         messages = [
-            {"role": "system", "content": load_template(f"{self.template}_system").strip()},
+            {"role": "system", "content": strategy_template(self.name, "system").strip()},
             {"role": "user", "content": user.strip()},
         ]
-        return Prompt(
-            completion=completion,
-            messages=messages,
-            version=version,
-            source_ids=[p.id for p in programs],
-            template=self.template,
-        )
+        return Prompt(completion=completion, messages=messages, version=version,
+                      source_ids=[p.id for p in programs], template=self.name)
+
+
+def score_line(version: int, nmse: float | None) -> str:
+    value = "not available" if nmse is None else f"{nmse:.4g}"
+    return f"# equation_v{version}: NMSE on the training data = {value} (lower is better)\n"
+
+
+def render_notes(notes: Notes | None) -> str:
+    """Feedback blocks as Python comments, so they read the same in both prompt styles."""
+    if notes is None:
+        return ""
+    out: list[str] = []
+    if notes.failures:
+        out.append("# Recent programs that failed, and why:")
+        out += [f"#   - {f}" for f in notes.failures]
+    if notes.residuals:
+        out += [f"# {line}" if line else "#" for line in notes.residuals.splitlines()]
+    if notes.memory:
+        out.append("# Insights from earlier rounds:")
+        out += [f"#   - {m}" for m in notes.memory]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def extend_body(code: str, max_params: int) -> str | None:
+    """The body of ``code`` with its final return left open as ``<expr> + params[k] *``.
+
+    None when the program does not end in a return or uses every param already (the
+    caller then builds an ordinary prompt).
+    """
+    import ast
+
+    try:
+        fn = next(n for n in ast.parse(code).body
+                  if isinstance(n, ast.FunctionDef) and n.name == "equation")
+    except (SyntaxError, StopIteration):
+        return None
+    body = list(fn.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None),
+                                                              ast.Constant):
+        body = body[1:]
+    if not body or not isinstance(body[-1], ast.Return) or body[-1].value is None:
+        return None
+    used = [n.slice.value for n in ast.walk(fn) if isinstance(n, ast.Subscript)
+            and isinstance(n.value, ast.Name) and n.value.id == "params"
+            and isinstance(n.slice, ast.Constant) and isinstance(n.slice.value, int)]
+    k = max(used, default=-1) + 1
+    if k >= max_params:
+        return None
+    lines = [textwrap.indent(ast.unparse(stmt), "    ") for stmt in body[:-1]]
+    lines.append(f"    return {ast.unparse(body[-1].value)} + params[{k}] *")
+    return "\n".join(lines)

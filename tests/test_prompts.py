@@ -52,5 +52,5 @@ def test_prompt_hash_changes_with_content(spec):
 
 
 def test_unknown_template_is_a_clear_error(spec):
-    with pytest.raises(ConfigError, match="unknown prompt template"):
-        PromptBuilder(spec, template="nope")
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        PromptBuilder(spec, strategy="nope")
