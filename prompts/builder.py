@@ -125,7 +125,13 @@ class PromptBuilder:
     anonymised one, so nothing here can leak the problem's wording.
     """
 
-    def __init__(self, spec: ProblemSpec, *, strategy: str = "llmsr", max_params: int = 10):
+    #: the template families that came before strategies, by their strategy names
+    LEGACY_TEMPLATES = {"llmsr": "llmsr", "llmsr_fewshot": "fewshot"}
+
+    def __init__(self, spec: ProblemSpec, *, strategy: str = "llmsr", max_params: int = 10,
+                 template: str | None = None):
+        if template is not None:  # the pre-strategy keyword: a template family name
+            strategy = self.LEGACY_TEMPLATES.get(template, template)
         self.spec = spec
         self.strategy = load_strategy(strategy)  # fail early on an unknown strategy
         self.name = strategy
