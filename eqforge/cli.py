@@ -2,9 +2,9 @@
 
 Subcommands: ``run`` (search, or ``--resume`` one), ``evaluate`` (score programs),
 ``report`` (HTML/markdown report of a run), ``new`` (scaffold a problem from a CSV),
-``problems`` (list/show built-ins), ``strategies`` (list/show prompting strategies). User
-errors print one line and exit 2 (bad input) or 1 (runtime failure); Ctrl-C leaves a
-resumable run and exits 130.
+``problems`` (list/show built-ins), ``strategies`` (list/show prompting strategies),
+``sweep`` (a study of many runs, see ``eqforge.sweep``). User errors print one line and
+exit 2 (bad input) or 1 (runtime failure); Ctrl-C leaves a resumable run and exits 130.
 """
 
 from __future__ import annotations
@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--test-fraction", type=float)
     new.add_argument("--seed", type=int, default=0)
     new.add_argument("--force", action="store_true", help="overwrite an existing folder")
+
+    sw = sub.add_parser("sweep", help="run a study: problems x strategies x models x seeds (resumable)")
+    sw.add_argument("source", help="sweep file (TOML), or a sweep directory to continue or re-run")
+    sw.add_argument("--out", help="sweep directory (required with a sweep file)")
+    sw.add_argument("--parallel", type=int, help="runs at once (default: cores / sandbox workers per run)")
+    sw.add_argument("--ray", metavar="ADDRESS", help="run each run as a Ray task: a cluster address or 'local'")
+    sw.add_argument("--table", action="store_true", help="only write results tables and report of DIR")
+    sw.add_argument("--quiet", action="store_true", help="no progress output")
 
     probs = sub.add_parser("problems", help="list or show built-in problems")
     psub = probs.add_subparsers(dest="action", required=True)
@@ -233,6 +241,15 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from eqforge.sweep.command import sweep
+
+    if args.parallel is not None and args.parallel < 1:
+        raise ConfigError("--parallel must be at least 1")
+    return sweep(args.source, out=args.out, parallel=args.parallel, ray=args.ray, table=args.table,
+                 quiet=args.quiet)
+
+
 def cmd_problems(args: argparse.Namespace) -> int:
     from eqforge.problems.registry import list_problems
 
@@ -261,7 +278,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "report": cmd_report, "new": cmd_new,
-            "problems": cmd_problems, "strategies": cmd_strategies}
+            "problems": cmd_problems, "strategies": cmd_strategies, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

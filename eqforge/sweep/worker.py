@@ -1,0 +1,115 @@
+"""One run of a sweep, in its own process: ``python -m eqforge.sweep.worker RUN_DIR``.
+
+The sweep writes ``RUN_DIR/plan.json`` (the run's ``RunSpec`` and ``Config``) and starts
+this; it starts the run, or resumes it from its records when an earlier session was
+interrupted (Ctrl-C, a crash, ``kill -9``), or does nothing when it already finished. An OS
+lock on ``RUN_DIR/.sweep.lock`` keeps two sweeps from writing one run at once: the second
+exits with ``BUSY``. The process dies with the sweep that started it (``PR_SET_PDEATHSIG``)
+and turns SIGTERM into Ctrl-C, so an ended sweep leaves no orphan run writing on, and an
+interrupted run records why it stopped. The same ``run_planned`` is what a Ray task runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from eqforge.errors import EqforgeError
+
+log = logging.getLogger("eqforge.sweep")
+
+OK, FAILED, BUSY = 0, 1, 75
+PLAN = "plan.json"
+LOCK = ".sweep.lock"
+
+
+class RunBusy(EqforgeError):
+    """Another process holds the run's lock."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    fh = (run_dir / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir}: another process is running this run") from None
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+def run_planned(run_dir: str | Path, *, workers: int | None = None) -> dict:
+    """Start, resume or skip the planned run in ``run_dir``; returns its summary."""
+    from eqforge.agents.progress import QuietProgress
+    from eqforge.api import RunSpec, discover, resume
+    from eqforge.config import Config
+    from eqforge.sweep.results import read_run
+
+    run_dir = Path(run_dir)
+    plan = json.loads((run_dir / PLAN).read_text(encoding="utf-8"))
+    with run_lock(run_dir):
+        state = read_run(plan, run_dir, curve=False).state
+        if state == "done":
+            return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        if state == "partial" and (run_dir / "samples.jsonl").exists():
+            log.info("%s: resuming", run_dir.name)
+            return resume(run_dir, progress=QuietProgress())
+        config = Config.model_validate(plan["config"])
+        if workers:
+            config = config.with_overrides({"evaluator": {"workers": workers}})
+        log.info("%s: starting", run_dir.name)
+        return discover(RunSpec(**plan["spec"]), config, out=run_dir, progress=QuietProgress())
+
+
+def _die_with_parent(parent: int) -> None:
+    """Get SIGTERM when the sweep process ends, however it ends (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the sweep died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eqforge.sweep.worker")
+    ap.add_argument("run_dir")
+    ap.add_argument("--parent", type=int, help="pid of the sweep; this process ends with it")
+    ap.add_argument("--workers", type=int, help="sandbox workers for a new run")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SIGTERM (the sweep ending) becomes Ctrl-C: the loop records "interrupted" and closes
+    # its sandbox pool instead of vanishing mid-write.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    if args.parent:
+        _die_with_parent(args.parent)
+    try:
+        run_planned(args.run_dir, workers=args.workers)
+    except RunBusy as exc:
+        print(f"eqforge: {exc}", file=sys.stderr)
+        return BUSY
+    except EqforgeError as exc:
+        print(f"eqforge: error: {exc}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("eqforge: interrupted", file=sys.stderr)
+        return 130
+    return OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""``eqforge sweep``: the sweep file, resumable execution, tables, plots and the HTML report.
+
+Sweeps here are tiny (a few samples per run, the ``terms:`` and replay backends, one sandbox
+worker per run): the machine running the tests is small and shared.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eqforge.cli import main
+from eqforge.errors import ConfigError
+from eqforge.sweep.results import COLUMNS, run_state
+from eqforge.sweep.spec import expand_problem, load_sweep_file, parse_llm, resolve
+
+RESPONSES = Path(__file__).parent / "data" / "oscillator1_responses.jsonl"
+
+
+def write_sweep(path: Path, *, samples: int = 6, seeds=(0, 1), problems=("oscillator1",),
+                strategies=("llmsr",), llms=("terms:",), extra: str = "") -> Path:
+    def arr(xs) -> str:  # noqa: ANN001
+        return "[" + ", ".join(json.dumps(x) for x in xs) + "]"
+
+    path.write_text(f"""
+[sweep]
+samples = {samples}
+seeds = {arr(seeds)}
+problems = {arr(problems)}
+strategies = {arr(strategies)}
+llms = {arr(llms)}
+[overrides]
+evaluator = {{ timeout = 20, workers = 1 }}
+{extra}
+""")
+    return path
+
+
+# -- the sweep file ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"extra": "[sweeep]\nx = 1"}, "sweeep: unknown key"),
+    ({"problems": ("oscilator1",)}, "did you mean oscillator1"),
+    ({"problems": ("nosuch-*",)}, "matches no built-in problem"),
+    ({"strategies": ("llmsr", "residual")}, "unknown strategy 'residual'"),
+    ({"llms": ("gpt4",)}, "unknown kind"),
+    ({"llms": ("openai-compatible@http://127.0.0.1:9/v1",)}, "openai-compatible@URL#MODEL"),
+    ({"extra": "database = { islandz = 2 }"}, "overrides.database.islandz: unknown key"),
+    ({"extra": "nosection = { a = 1 }"}, "overrides.nosection: unknown Config section"),
+])
+def test_bad_sweep_files_are_one_line_errors(tmp_path: Path, capsys, edit, message) -> None:  # noqa: ANN001
+    f = write_sweep(tmp_path / "s.toml", **edit)
+    out = tmp_path / "out"
+    assert main(["sweep", str(f), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+    assert not out.exists()  # nothing started
+
+
+def test_unknown_key_in_sweep_section(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('[sweep]\nsample = 3\nproblems = ["oscillator1"]\nllms = ["terms:"]\n')
+    with pytest.raises(ConfigError, match=r"sweep.sample: unknown key; known: samples"):
+        load_sweep_file(f)
+
+
+def test_problem_entries_expand(tmp_path: Path) -> None:
+    import numpy as np
+
+    from eqforge.problems.spec import Problem
+
+    X = np.random.default_rng(0).uniform(1, 2, (60, 2))
+    assert expand_problem("feynman-I.12.[12]", tmp_path) == ["feynman-I.12.1", "feynman-I.12.2"]
+    assert "oscillator2" in expand_problem("oscillator*", tmp_path)
+    folder = tmp_path / "mine"
+    for name in ("a", "b"):
+        Problem.from_arrays(X, X[:, 0] * X[:, 1], names=["x", "z"], description="A toy law.").save(folder / name)
+    assert expand_problem("mine", tmp_path) == [str((folder / "a").resolve()), str((folder / "b").resolve())]
+    assert expand_problem("mine/a/", tmp_path) == [str((folder / "a").resolve())]
+    assert parse_llm("openai-compatible@http://h:1/v1#Qwen/Q-7B", tmp_path) == (
+        "openai-compatible", {"base_url": "http://h:1/v1", "model": "Qwen/Q-7B"})
+    assert parse_llm("replay:r.jsonl", tmp_path)[0] == f"replay:{(tmp_path / 'r.jsonl').resolve()}"
+
+
+def test_plan_is_the_cross_product(tmp_path: Path) -> None:
+    f = write_sweep(tmp_path / "s.toml", problems=("feynman-I.12.*",), seeds=(0, 1, 2),
+                    llms=("terms:", f"replay:{RESPONSES}"))
+    resolved = resolve(load_sweep_file(f), base=tmp_path)
+    problems = resolved.file.sweep.problems
+    assert len(problems) >= 5 and all(p.startswith("feynman-I.12.") for p in problems)
+    assert len(resolved.runs) == len(problems) * 1 * 2 * 3
+    assert len({r.run_id for r in resolved.runs}) == len(resolved.runs)
+    run = resolved.runs[0]
+    assert run.config["run"]["samples"] == 6 and run.config["evaluator"]["timeout"] == 20
+    assert run.spec["llm"] == ["terms:"]
+
+
+# -- running, resuming, tables -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("sweep")
+    f = write_sweep(base / "sweep.toml", samples=6, seeds=(0, 1),
+                    problems=("oscillator1", "feynman-I.12.1"), llms=("terms:", f"replay:{RESPONSES}"))
+    out = base / "out"
+    assert main(["sweep", str(f), "--out", str(out), "--parallel", "2", "--quiet"]) == 0
+    return out
+
+
+def test_sweep_writes_runs_tables_plots(finished_sweep: Path) -> None:
+    out = finished_sweep
+    for name in ("sweep.toml", "plan.jsonl", "versions.json", "results.csv", "results.md",
+                 "curves.png", "curves-problems.png", "report.html"):
+        assert (out / name).is_file(), name
+    runs = sorted((out / "runs").iterdir())
+    assert len(runs) == 8
+    for d in runs:
+        assert run_state(d, 6) == "done"
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["samples"] == 6
+        assert json.loads((d / "config.json").read_text())["config"]["run"]["seed"] in (0, 1)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert tuple(rows[0]) == COLUMNS
+    assert len(rows) == 4 and all(r["seeds"] == "2" and r["samples"] == "12" for r in rows)
+    replay_osc = next(r for r in rows if r["problem"] == "oscillator1" and r["llm"].startswith("replay:"))
+    assert float(replay_osc["best_nmse_test_ood_median"]) < 1e-6 and replay_osc["recovered"] == "1.0"
+    md = (out / "results.md").read_text()
+    assert "## Strategies" in md and "median_rank" in md
+    # the replayed oscillator answers cannot model I.12.1: the summary says it loses to terms:
+    assert "does not beat the terms: baseline on 1 of 2 problems (feynman-I.12.1)" in md
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+    versions = json.loads((out / "versions.json").read_text())
+    assert "numpy" in versions and "eqforge" in versions
+
+
+def test_rerun_skips_finished_and_table_is_stable(finished_sweep: Path, capsys) -> None:  # noqa: ANN001
+    out = finished_sweep
+    before = {d.name: (d / "samples.jsonl").stat().st_mtime_ns for d in (out / "runs").iterdir()}
+    table = (out / "results.csv").read_text()
+    assert main(["sweep", str(out), "--quiet"]) == 0  # continue in place from sweep.toml
+    after = {d.name: (d / "samples.jsonl").stat().st_mtime_ns for d in (out / "runs").iterdir()}
+    assert before == after
+    assert (out / "results.csv").read_text() == table
+    capsys.readouterr()
+    assert main(["sweep", str(out), "--table"]) == 0
+    assert "best_nmse_test_ood_median" in capsys.readouterr().out
+
+
+def test_changed_sweep_is_refused(finished_sweep: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    f = write_sweep(tmp_path / "s.toml", samples=7, seeds=(0, 1),
+                    problems=("oscillator1", "feynman-I.12.1"), llms=("terms:", f"replay:{RESPONSES}"))
+    assert main(["sweep", str(f), "--out", str(finished_sweep), "--quiet"]) == 2
+    assert "config.run.samples: 6 -> 7" in capsys.readouterr().err
+
+
+def _wait(predicate, timeout: float = 120.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.2)
+
+
+def _llm_lines(d: Path) -> list[dict]:
+    path = d / "samples.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    return [r for r in rows if r.get("source") == "llm"]
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume(tmp_path: Path) -> None:
+    """kill -9 the sweep while its second run is under way; the re-run leaves the first
+    alone, resumes the second from its records and starts the third."""
+    f = write_sweep(tmp_path / "s.toml", samples=30, seeds=(0, 1, 2))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "eqforge", "sweep", str(f), "--out", str(out), "--parallel", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        runs = lambda: sorted((out / "runs").glob("*")) if (out / "runs").exists() else []  # noqa: E731
+        _wait(lambda: len(runs()) >= 2 and len(_llm_lines(runs()[1])) >= 3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    first, second = runs()[:2]
+    _wait(lambda: not _locked(second), timeout=60)  # the orphaned worker ends with its sweep
+    assert run_state(first, 30) == "done" and run_state(second, 30) == "partial"
+    kept = (first / "samples.jsonl").read_bytes()
+    partial = [r["index"] for r in _llm_lines(second)]
+    assert main(["sweep", str(f), "--out", str(out), "--parallel", "1", "--quiet"]) == 0
+    assert (first / "samples.jsonl").read_bytes() == kept
+    resumed = _llm_lines(second)
+    assert [r["index"] for r in resumed][:len(partial)] == partial
+    assert len(resumed) == 30 and [r["index"] for r in resumed] == list(range(1, 31))
+    assert all(run_state(d, 30) == "done" for d in runs()) and len(runs()) == 3
+
+
+def _locked(run_dir: Path) -> bool:
+    import fcntl
+
+    with (run_dir / ".sweep.lock").open("a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def test_response_cache_rerun_makes_no_model_calls(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from openai_stub import OpenAIStub
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with OpenAIStub() as stub:
+        f = write_sweep(tmp_path / "s.toml", samples=4, seeds=(0,),
+                        llms=(f"openai-compatible@{stub.base_url}#stub-model",))
+        first = tmp_path / "first"
+        assert main(["sweep", str(f), "--out", str(first), "--quiet"]) == 0
+        calls = stub.calls
+        assert calls > 0 and any((first / "cache").rglob("*.json"))
+        again = tmp_path / "again"
+        assert main(["sweep", str(first), "--out", str(again), "--quiet"]) == 0
+        assert stub.calls == calls  # every response came from the copied cache
+
+    def table(d: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "wall_seconds"}
+                for r in csv.DictReader((d / "results.csv").open())]
+
+    assert table(again) == table(first)
+
+
+@pytest.mark.browser
+def test_sweep_report_opens_in_chromium(finished_sweep: Path, tmp_path: Path) -> None:
+    from test_report_browser import _browser, open_page
+
+    binary = _browser()
+    errors, png, info = open_page(binary, (finished_sweep / "report.html").resolve().as_uri(),
+                                  tmp_path / "profile")
+    assert errors == [], errors
+    assert "eqforge sweep" in info["title"]
+    assert info["images"] and all(w > 0 for _alt, w in info["images"]), info["images"]
+    for text in ("Results", "Strategies", "best_nmse_test_ood_median", "oscillator1", "Sweep file"):
+        assert text in info["text"]
+    assert png.startswith(b"\x89PNG")
