@@ -93,11 +93,12 @@ def test_problem_entries_expand(tmp_path: Path) -> None:
 
 def test_plan_is_the_cross_product(tmp_path: Path) -> None:
     f = write_sweep(tmp_path / "s.toml", problems=("feynman-I.12.*",), seeds=(0, 1, 2),
-                    llms=("terms:", f"replay:{RESPONSES}"))
+                    strategies=("llmsr", "scores"), llms=("terms:", f"replay:{RESPONSES}"))
     resolved = resolve(load_sweep_file(f), base=tmp_path)
     problems = resolved.file.sweep.problems
     assert len(problems) >= 5 and all(p.startswith("feynman-I.12.") for p in problems)
-    assert len(resolved.runs) == len(problems) * 1 * 2 * 3
+    assert len(resolved.runs) == len(problems) * 2 * 2 * 3
+    assert {r.config["sampler"]["strategy"] for r in resolved.runs} == {"llmsr", "scores"}
     assert len({r.run_id for r in resolved.runs}) == len(resolved.runs)
     run = resolved.runs[0]
     assert run.config["run"]["samples"] == 6 and run.config["evaluator"]["timeout"] == 20

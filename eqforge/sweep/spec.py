@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eqforge.config import Config
 from eqforge.errors import ConfigError, EqforgeError
 
-#: the names the strategies issue ships, used until its registry can be asked
+#: what an eqforge without the strategies registry (prompts.strategy) accepts
 FALLBACK_STRATEGIES = ("llmsr", "no-prior", "scores", "feedback", "residuals", "reflect",
                        "extend", "agent")
 DEFAULT_STRATEGY = "llmsr"
@@ -160,17 +160,12 @@ def parse_sweep(raw: dict[str, Any], *, source: str) -> SweepFile:
 
 
 def known_strategies() -> tuple[str, ...]:
-    """Strategy names this eqforge knows (from the strategies registry when there is one)."""
+    """Strategy names a run accepts (the strategies registry's, template bases left out)."""
     try:
-        from eqforge.prompts import strategies as registry  # type: ignore[attr-defined]
-    except ImportError:
+        from eqforge.prompts.strategy import load_strategy, strategy_names
+    except ImportError:  # an eqforge without the strategies registry
         return FALLBACK_STRATEGIES
-    for attr in ("names", "strategy_names", "available", "list_strategies"):
-        fn = getattr(registry, attr, None)
-        if callable(fn):
-            names = fn()
-            return tuple(names.keys() if isinstance(names, dict) else names)
-    return FALLBACK_STRATEGIES
+    return tuple(n for n in strategy_names() if not load_strategy(n).abstract)
 
 
 def strategy_overrides(name: str) -> dict[str, dict[str, Any]]:
@@ -181,7 +176,7 @@ def strategy_overrides(name: str) -> dict[str, dict[str, Any]]:
         return {"sampler": {"strategy": name}}
     if name == DEFAULT_STRATEGY:
         return {}
-    raise ConfigError(f"strategy {name!r} is not available in this eqforge yet (only {DEFAULT_STRATEGY!r})")
+    raise ConfigError(f"strategy {name!r} is not available in this eqforge (only {DEFAULT_STRATEGY!r})")
 
 
 # -- models ----------------------------------------------------------------------------
