@@ -70,7 +70,8 @@ class DiscoveryLoop:
                         key=lambda e: e["after_index"])
         for rec in sorted(records, key=lambda r: r.index):
             self._account(rec, write=False)
-            if rec.ok and rec.duplicate_of is None and rec.program is not None:
+            if (rec.ok and rec.duplicate_of is None and rec.program is not None
+                    and (rec.model_extra or {}).get("registered", True)):
                 prog = StoredProgram(rec.id, rec.program, float(rec.score),
                                      tuple(rec.params or ()))
                 programs[rec.id] = prog
@@ -155,6 +156,18 @@ class DiscoveryLoop:
         self.reserved += n
         return n
 
+    def budget_left(self) -> bool:
+        """Whether another sample may be started (also applies the time and cost budgets)."""
+        self._reserve(0)
+        return self.stop_reason is None and self.stats.samples + self.reserved < self.stats.budget
+
+    def charge(self, prompt_tokens: int | None, completion_tokens: int | None,
+               cost: float | None) -> None:
+        """Count a model call that produced no sample record (reflection, agent turns)."""
+        self.stats.prompt_tokens += prompt_tokens or 0
+        self.stats.completion_tokens += completion_tokens or 0
+        self.stats.cost += cost or 0.0
+
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -197,7 +210,11 @@ class DiscoveryLoop:
                 return base, EvalResult.failure("llm:truncated", f"the answer hit --max-tokens; "
                                                 f"{extracted.error}: {extracted.detail}")
             return base, EvalResult.failure(extracted.error or "parse", extracted.detail)
-        code = extracted.code
+        return await self.score(extracted.code, base, parent)
+
+    async def score(self, code: str, base: dict[str, Any], parent: StoredProgram | None = None
+                    ) -> tuple[dict[str, Any], EvalResult]:
+        """Score one program (the strategy's fitting rule; identical programs once)."""
         key = program_key(code)
         base.update(program=code, program_key=key)
         first = self.by_key.get(key)
@@ -221,16 +238,18 @@ class DiscoveryLoop:
                 fut.cancel()
         return base, result
 
-    def _commit(self, base: dict[str, Any], result: EvalResult) -> None:
+    def _commit(self, base: dict[str, Any], result: EvalResult, *, register: bool = True
+                ) -> SampleRecord:
         """Record one sample (in response order, so runs are reproducible) and register it."""
         key = base.get("program_key")
         first = self.by_key.get(key) if key else None
         if first is not None:
             base["duplicate_of"] = first.id
         rec = self._finish(base, result)
-        if rec.ok and first is None and rec.program is not None:
+        if register and rec.ok and first is None and rec.program is not None:
             self.db.register(StoredProgram(rec.id, rec.program, float(rec.score),
                                            tuple(rec.params or ())), rec.island)
+        return rec
 
     def _finish(self, base: dict[str, Any], result: EvalResult) -> SampleRecord:
         index = self.next_index
@@ -287,7 +306,8 @@ class DiscoveryLoop:
             best = {"id": b.id, "program": b.program, "score": b.score, "params": b.params,
                     "n_params": b.n_params,
                     "nmse": {k: b.nmse.get(k) for k in ("train", "test_id", "test_ood")},
-                    "metrics": b.metrics}
+                    "metrics": b.metrics, **({"episode": b.model_extra["episode"]}
+                                             if (b.model_extra or {}).get("episode") else {})}
         summary = {
             "problem": self.problem.name,
             "strategy": self.hook.name,

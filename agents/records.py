@@ -3,7 +3,8 @@
 A run directory holds ``config.json`` (resolved configuration, versions, seed),
 ``samples.jsonl`` (one line per sample, appended and flushed as soon as it is scored),
 ``prompts.jsonl`` (each distinct prompt once, keyed by hash), ``events.jsonl`` (island
-resets), ``best.py`` and ``summary.json``. Lines are written whole and fsynced, and a
+resets, memory updates), ``turns.jsonl`` (the agent strategy's conversations, one line per
+turn), ``best.py`` and ``summary.json``. Lines are written whole and fsynced, and a
 torn last line (the process was killed mid-write) is dropped when the run is resumed.
 """
 
@@ -122,6 +123,7 @@ class RunRecorder:
         self.samples_path = directory / "samples.jsonl"
         self.prompts_path = directory / "prompts.jsonl"
         self.events_path = directory / "events.jsonl"
+        self.turns_path = directory / "turns.jsonl"
         self._prompt_hashes: set[str] = {
             p["hash"] for p in read_jsonl(self.prompts_path, repair=True) if "hash" in p
         }
@@ -153,6 +155,10 @@ class RunRecorder:
     def write_event(self, event: dict[str, Any]) -> None:
         _append(self.events_path, _clean(event))
 
+    def write_turn(self, turn: dict[str, Any]) -> None:
+        """One agent turn: messages added, tool calls and results, tokens (``agents.agent``)."""
+        _append(self.turns_path, _clean({"time": time.time(), **turn}))
+
     def write_best(self, record: SampleRecord, problem_name: str) -> None:
         header = (
             f"# Best equation found by eqforge for {problem_name}\n"
@@ -174,6 +180,9 @@ class RunRecorder:
 
     def read_events(self) -> list[dict[str, Any]]:
         return read_jsonl(self.events_path, repair=True)
+
+    def read_turns(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.turns_path, repair=True)
 
 
 def failure_counts(records: list[SampleRecord]) -> dict[str, int]:

@@ -57,6 +57,8 @@ class ReflectiveMemory:
             if ev.get("type") == "memory":
                 self.items = list(ev.get("memory", []))[-self.size:]
                 self.next_at = int(ev.get("after_samples", 0)) + self.every
+                self.hook.loop.charge(ev.get("prompt_tokens"), ev.get("completion_tokens"),
+                                      ev.get("cost"))
 
     async def maybe_reflect(self) -> None:
         loop = self.hook.loop
@@ -81,7 +83,7 @@ class ReflectiveMemory:
             new = parse_insights(text) if not c.error else []
             self.items = [m for m in self.items if m not in new] + new
             self.items = self.items[-self.size:]
-            loop.stats.cost += c.cost or 0.0
+            loop.charge(c.prompt_tokens, c.completion_tokens, c.cost)
             loop.recorder.write_event({
                 "type": "memory", "after_samples": done, "after_index": loop.next_index - 1,
                 "prompt_hash": prompt.hash, "response": c.text, "error": c.error,

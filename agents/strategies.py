@@ -43,6 +43,7 @@ class StrategyHook:
                                      max_params=loop.config.evaluator.max_params)
         every = loop.config.sampler.reflect_every or self.strategy.reflect_every
         self.memory = ReflectiveMemory(self, every) if "memory" in self.strategy.blocks else None
+        self.agent_state = AgentState()
         self._diagnoses: dict[str, str] = {}
         self._by_id: dict[str, SampleRecord] = {}
 
@@ -159,6 +160,30 @@ class StrategyHook:
     def restore(self, events: list[dict[str, Any]]) -> None:
         if self.memory is not None:
             self.memory.restore(events)
+        if self.kind == "agent":
+            self.agent_state.restore(self.loop.recorder.read_turns(), self.loop)
+
+
+class AgentState:
+    """Episodes of an agent run: how many were started, which are still open (to resume)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = 0
+        self.open: list[dict[str, Any]] = []
+
+    def restore(self, turns: list[dict[str, Any]], loop: Any) -> None:
+        episodes: dict[str, dict[str, Any]] = {}
+        for t in turns:
+            ep = episodes.setdefault(t["episode"], {"id": t["episode"], "island": t.get("island", 0),
+                                                    "protocol": t.get("protocol", "text"),
+                                                    "messages": [], "turn": 0, "done": False})
+            ep["messages"] += t.get("messages") or []
+            ep["turn"] = max(ep["turn"], int(t.get("turn", 0)))
+            ep["done"] = bool(t.get("done"))
+            loop.charge(t.get("prompt_tokens"), t.get("completion_tokens"), t.get("cost"))
+        self.count = max((int(e[1:]) for e in episodes if e[1:].isdigit()), default=0)
+        self.open = [e for e in episodes.values() if not e["done"]]
 
 
 def _first_code_line(text: str) -> str:

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", help="prompting strategy (default llmsr; see `eqforge strategies list`)")
     run.add_argument("--reflect-every", type=int,
                      help="samples between reflections, for strategies with a memory (reflect)")
+    run.add_argument("--agent-turns", type=int, help="model turns per agent episode (default 8)")
+    run.add_argument("--agent-protocol", choices=["auto", "tools", "text"],
+                     help="agent strategy: OpenAI tools API or the text protocol (default auto)")
     run.add_argument("--prompt-style", choices=["auto", "chat", "completion"])
     run.add_argument("--quiet", action="store_true", help="no progress output")
     _add_eval_flags(run)
@@ -135,7 +138,8 @@ def _config_from(args: argparse.Namespace):  # noqa: ANN202
         "sampler": {"samples_per_prompt": g("samples_per_prompt"),
                     "temperature": g("temperature"), "max_tokens": g("max_tokens"),
                     "concurrency": g("concurrency"), "strategy": g("strategy"),
-                    "reflect_every": g("reflect_every"),
+                    "reflect_every": g("reflect_every"), "agent_turns": g("agent_turns"),
+                    "agent_protocol": g("agent_protocol"),
                     "prompt_style": g("prompt_style")},
     })
 

@@ -46,6 +46,10 @@ class SamplerConfig(_Frozen):
                           "see `eqforge strategies list`)")
     reflect_every: int | None = Field(None, ge=1, description="samples between reflections "
                                       "(strategies with a memory; default: the strategy's)")
+    agent_turns: int = Field(8, ge=1, le=64, description="model turns per agent episode")
+    agent_protocol: Literal["auto", "tools", "text"] = Field(
+        "auto", description="agent strategy: the OpenAI tools API or the text protocol "
+        "(auto: tools for openai/openai-compatible chat backends, else text)")
     prompt_style: Literal["auto", "chat", "completion"] = "auto"
     concurrency: int = Field(4, ge=1, description="prompts in flight at once")
 

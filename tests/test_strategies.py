@@ -185,3 +185,31 @@ def test_extend_in_completion_style_joins_the_term(tmp_path, llmsr_data):
     assert any("+ params[3] * x ** 3" in r["program"] or "+ params[3] * x**3" in r["program"]
                for r in ok)
     assert all(p["completion"].rstrip().endswith("*") for p in _read(out, "prompts.jsonl"))
+
+
+# -- against the canned OpenAI HTTP server: what the server received --------------------------
+@pytest.mark.parametrize("strategy", RUNNABLE)
+def test_every_strategy_against_the_canned_openai_server(strategy, tmp_path, llmsr_data):
+    from openai_stub import OpenAIStub
+
+    s = load_strategy(strategy)
+    with OpenAIStub(ANON if s.anonymise else None) as stub:
+        extra = ["--reflect-every", "2"] if strategy == "reflect" else []
+        out = tmp_path / strategy
+        code = main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"),
+                     "--llm", "openai-compatible", "--base-url", stub.base_url, "--model", "m",
+                     "--no-cache", "--samples", "4", "--samples-per-prompt", "2", "--concurrency", "1",
+                     "--islands", "1", "--seed", "0", "--out", str(out), "--workers", "1", "--quiet",
+                     "--strategy", strategy, *extra])
+        bodies = list(stub.requests)
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == strategy and summary["samples"] == 4 and summary["valid"] >= 1
+    sent = [m["content"] for b in bodies for m in b["messages"]]
+    assert len(bodies) >= 2
+    if s.anonymise:
+        assert_no_wording(builtin_spec("oscillator1"), "\n".join(sent))
+    if "memory" in s.blocks:  # the reflection is a request of its own
+        assert any("Write up to 3 new insights" in c for c in sent)
+    if "scores" in s.blocks:
+        assert any("NMSE on the training data =" in c for c in sent)

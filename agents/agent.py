@@ -1,0 +1,204 @@
+"""The tool-using proposer (``--strategy agent``): multi-turn episodes in the SR-Scientist style.
+
+An episode is one conversation: the task (the problem as the strategy lets the model see it,
+the signature, the tools), then up to ``agent_turns`` model turns, each calling tools whose
+results come back into the conversation, until the model submits. Several episodes run at
+once (one per loop worker). Every turn is a line of ``turns.jsonl`` written before the next
+model call — the messages it added, its tool calls and results, tokens and cost — so
+``--resume`` after a kill rebuilds open conversations from disk and continues them instead
+of starting over, and the report can show how the best program came about. The sample, time
+and cost budgets are checked before every model call and inside ``evaluate``/``submit``, so
+a budget ends an episode between turns, never in the middle of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from string import Template
+from typing import TYPE_CHECKING, Any
+
+from eqforge.agents import agent_tools as tools
+from eqforge.agents.agent_protocol import (
+    COMPLETION_STOPS,
+    ModelTurn,
+    supports_tools,
+    text_turn,
+    tools_turn,
+)
+from eqforge.agents.llm.base import SamplingParams
+from eqforge.errors import BackendError
+from eqforge.prompts.builder import signature
+from eqforge.prompts.strategy import strategy_template
+
+if TYPE_CHECKING:
+    from eqforge.agents.loop import DiscoveryLoop
+
+log = logging.getLogger(__name__)
+
+
+def protocol_for(loop: DiscoveryLoop) -> str:
+    chosen = loop.config.sampler.agent_protocol
+    if chosen == "auto":
+        return "tools" if supports_tools(loop.backend) else "text"
+    if chosen == "tools" and not supports_tools(loop.backend):
+        raise BackendError(f"--agent-protocol tools needs an openai or openai-compatible chat "
+                           f"backend; {loop.backend.name} is {loop.backend.prompt_style}-style: "
+                           "use --agent-protocol text")
+    return chosen
+
+
+def task_messages(loop: DiscoveryLoop, protocol: str) -> list[dict[str, Any]]:
+    spec = loop.hook.prompt_spec
+    name = loop.hook.name
+    variables = "\n".join(
+        f"- {v.name}: {v.description or 'input'}" + (f" ({v.unit})" if v.unit else "")
+        for v in spec.inputs)
+    fields = dict(description=spec.description, variables=variables,
+                  output=f"{spec.output.name}: {spec.output.description or 'output'}"
+                  + (f" ({spec.output.unit})" if spec.output.unit else ""),
+                  signature=signature(spec).replace(" -> np.ndarray", ""),
+                  max_params=loop.config.evaluator.max_params,
+                  turns=loop.config.sampler.agent_turns,
+                  inputs=", ".join(spec.input_names), target=spec.output.name)
+    system = strategy_template(name, "agent_system").strip()
+    if protocol == "text":
+        system += "\n\n" + Template(strategy_template(name, "agent_text")).substitute(
+            first_input=spec.input_names[0], target=spec.output.name).strip()
+    task = Template(strategy_template(name, "agent_task")).substitute(fields).strip()
+    return [{"role": "system", "content": system}, {"role": "user", "content": task}]
+
+
+class Episode:
+    def __init__(self, loop: DiscoveryLoop, eid: str, island: int, protocol: str,
+                 messages: list[dict[str, Any]], turn: int = 0) -> None:
+        self.loop, self.id, self.island, self.protocol = loop, eid, island, protocol
+        self.messages = messages
+        self.turn = turn
+
+    def _record(self, **fields: Any) -> None:
+        self.loop.recorder.write_turn({"episode": self.id, "turn": self.turn, "island": self.island,
+                                       "protocol": self.protocol,
+                                       "elapsed": self.loop.stats.elapsed, **fields})
+
+    async def run(self) -> None:
+        loop = self.loop
+        max_turns = loop.config.sampler.agent_turns
+        if self.turn == 0:
+            self._record(messages=self.messages, done=False)
+        while True:
+            if self.turn >= max_turns:
+                return self._end("turns")
+            if not loop.budget_left():
+                return self._end(loop.stop_reason or "budget", final=False)
+            self.turn += 1
+            if self.turn == max_turns:
+                self.messages.append({"role": "user", "content": "This is your last turn: "
+                                      "call submit with your best equation now."})
+            try:
+                reply = await self._ask()
+            except BackendError as exc:
+                loop.fatal = exc
+                loop._stop("backend error")
+                return self._end("backend error", final=False)
+            loop.charge(reply.prompt_tokens, reply.completion_tokens, reply.cost)
+            added = [*([self.messages[-1]] if self.turn == max_turns else []), reply.message]
+            self.messages.append(reply.message)
+            results, done = await self._run_tools(reply)
+            added += results["messages"]
+            self.messages += results["messages"]
+            self._record(messages=added, text=reply.text, error=reply.error,
+                         tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments}
+                                     for c in reply.calls],
+                         results=results["log"], model=reply.model, seconds=round(reply.seconds, 3),
+                         prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                         cost=reply.cost, finish_reason=reply.finish_reason, done=done,
+                         end="submit" if done and results["submitted"] else
+                         ("budget" if done else None))
+            if done:
+                return None
+
+    def _end(self, reason: str, *, final: bool = True) -> None:
+        # A budget stop leaves the episode open: a resumed run with more budget continues it.
+        self._record(messages=[], done=final, end=reason)
+
+    async def _ask(self) -> ModelTurn:
+        loop = self.loop
+        sc = loop.config.sampler
+        seed = None if loop.config.run.seed is None else loop.config.run.seed + 1000 * loop.next_index + self.turn
+        sampling = SamplingParams(n=1, temperature=sc.temperature, top_p=sc.top_p,
+                                  max_tokens=sc.max_tokens, seed=seed,
+                                  stop=COMPLETION_STOPS if loop.backend.prompt_style == "completion" else ())
+        if self.protocol == "tools":
+            return await tools_turn(loop.backend, self.messages, sampling)
+        return await text_turn(loop.backend, self.messages, sampling)
+
+    async def _run_tools(self, reply: ModelTurn) -> tuple[dict[str, Any], bool]:
+        loop = self.loop
+        messages: list[dict[str, Any]] = []
+        log_: list[dict[str, Any]] = []
+        done = submitted = False
+        calls = reply.calls
+        if not calls:
+            text = ("No tool call found. Call one of the tools" if self.protocol == "tools" else
+                    "No action found. End your message with `Action: NAME` (describe_data, analyze, "
+                    "evaluate, best_programs, submit), code in one ```python block")
+            messages.append({"role": "user", "content": text + "."})
+            log_.append({"name": None, "result": text})
+        for call in calls:
+            if done:
+                break
+            base = {"source": "llm", "island": self.island, "prompt_hash": None, "parent_ids": [],
+                    "model": reply.model, "prompt_style": f"agent:{self.protocol}",
+                    "response": str(call.arguments.get("code", "")), "llm_seconds": reply.seconds,
+                    "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
+                    "finish_reason": reply.finish_reason, "episode": self.id, "turn": self.turn,
+                    "tool": call.name, "registered": call.name == "submit"}
+            before = loop.next_index
+            t0 = time.monotonic()
+            if call.name == "describe_data":
+                result = tools.describe_data(loop)
+            elif call.name == "best_programs":
+                result = tools.best_programs(loop, call.arguments.get("k", 3))
+            elif call.name == "analyze":
+                result = await tools.analyze(loop, str(call.arguments.get("code", "")))
+            elif call.name in ("evaluate", "submit"):
+                result, more = await tools.score_candidate(
+                    loop, str(call.arguments.get("code", "")), base, submit=call.name == "submit")
+                submitted = call.name == "submit" and more
+                done = call.name == "submit" or not more
+            else:
+                result = f"unknown tool {call.name!r}; the tools are: describe_data, analyze, " \
+                         "evaluate, best_programs, submit"
+            sample = f"s{before}" if loop.next_index > before else None
+            log_.append({"name": call.name, "result": result, "sample": sample,
+                         "seconds": round(time.monotonic() - t0, 3)})
+            if self.protocol == "tools" and call.id:
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            else:
+                messages.append({"role": "user", "content": f"Observation ({call.name}):\n{result}"})
+        return {"messages": messages, "log": log_, "submitted": submitted}, done
+
+
+async def run_episodes(loop: DiscoveryLoop) -> None:
+    """One worker: continue open episodes of an earlier session first, then start new ones."""
+    state = loop.hook.agent_state
+    protocol = protocol_for(loop)
+    while loop.budget_left():
+        if state.active >= loop.stats.budget - loop.stats.samples:
+            await asyncio.sleep(0.05)  # no episode beyond what the sample budget can still pay for
+            continue
+        if state.open:
+            ep_data = state.open.pop(0)
+            ep = Episode(loop, ep_data["id"], ep_data["island"], ep_data["protocol"],
+                         ep_data["messages"], ep_data["turn"])
+        else:
+            state.count += 1
+            island, _ = loop.db.sample()
+            ep = Episode(loop, f"e{state.count}", island, protocol, task_messages(loop, protocol))
+        state.active += 1
+        try:
+            await ep.run()
+        finally:
+            state.active -= 1

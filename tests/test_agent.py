@@ -1,0 +1,121 @@
+"""The tool-using agent: OpenAI tools API (canned tool calls), text protocol (replay), resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tools_stub import ToolCallingStub
+
+from eqforge.agents.agent_protocol import parse_action
+from eqforge.cli import main
+
+TRUE = ("def equation(x, v, params):\n    return params[0] * np.sin(x) + params[1] * x * np.cos(x)"
+        " + params[2] * x**3 + params[3] * v**3 + params[4] * x * v\n")
+LINEAR = "def equation(x, v, params):\n    return params[0] * x + params[1] * v\n"
+TEXT_TURNS = [
+    "Let me look at the data first.\nAction: describe_data",
+    f"Action: evaluate\n```python\n{LINEAR}```",
+    "Action: best_programs 2",
+    f"The residual correlates with sin(x).\nAction: submit\n```python\n{TRUE}```",
+]
+
+
+def _read(out: Path, name: str) -> list[dict]:
+    path = out / name
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _run(out: Path, data: Path, llm: list[str], *extra: str) -> int:
+    return main(["run", "oscillator1", "--data", str(data / "oscillator1"), *llm, "--seed", "0",
+                 "--out", str(out), "--workers", "1", "--quiet", "--strategy", "agent", *extra])
+
+
+def test_text_protocol_parsing():
+    assert [c.name for c in parse_action("Thinking.\nAction: describe_data")] == ["describe_data"]
+    [c] = parse_action("**Action:** `analyze`\n```python\nprint(1)\n```")
+    assert c.name == "analyze" and c.arguments["code"].strip() == "print(1)"
+    [c] = parse_action("Action: best_programs 4")
+    assert c.arguments == {"k": 4}
+    [c] = parse_action(f"Here it is:\n```python\n{TRUE}```")  # no action: a program is a submit
+    assert c.name == "submit" and "np.sin(x)" in c.arguments["code"]
+    assert parse_action("I do not know.") == []
+
+
+def test_tools_api_episode_against_a_canned_server(tmp_path, llmsr_data):
+    turns = [
+        {"content": "Looking at the data.", "tool_calls": [("describe_data", {})]},
+        {"tool_calls": [("evaluate", {"code": LINEAR}), ("best_programs", {"k": 2})]},
+        {"content": "Submitting.", "tool_calls": [("submit", {"code": TRUE})]},
+    ]
+    out = tmp_path / "tools"
+    with ToolCallingStub(turns) as stub:
+        code = _run(out, llmsr_data, ["--llm", "openai-compatible", "--base-url", stub.base_url,
+                                      "--model", "m", "--no-cache"], "--samples", "2",
+                    "--concurrency", "1")
+        requests = list(stub.requests)
+    assert code == 0
+    assert len(requests) == 3
+    for body in requests:
+        assert {t["function"]["name"] for t in body["tools"]} == {
+            "describe_data", "analyze", "evaluate", "best_programs", "submit"}
+    second = requests[1]["messages"]
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "describe_data"
+    assert second[-1]["role"] == "tool" and second[-1]["tool_call_id"] == "call_1_0"
+    assert "correlation matrix" in second[-1]["content"]
+    third = requests[2]["messages"]
+    tool_replies = [m for m in third if m["role"] == "tool"]
+    assert len(tool_replies) == 3 and "NMSE (train)" in tool_replies[1]["content"]
+    assert "by quantile of x" in tool_replies[1]["content"]  # the residual diagnosis
+    samples = [r for r in _read(out, "samples.jsonl") if r["source"] == "llm"]
+    assert [(r["tool"], r["episode"]) for r in samples] == [("evaluate", "e1"), ("submit", "e1")]
+    recorded = _read(out, "turns.jsonl")
+    assert [t["turn"] for t in recorded] == [0, 1, 2, 3]
+    assert recorded[-1]["done"] and recorded[-1]["end"] == "submit"
+    assert recorded[2]["tool_calls"][1] == {"id": "call_2_1", "name": "best_programs",
+                                            "arguments": {"k": 2}}
+    assert all(t["prompt_tokens"] == 100 for t in recorded[1:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == "agent" and summary["best"]["episode"] == "e1"
+    assert summary["best"]["nmse"]["test_ood"] < 1e-6
+    assert summary["tokens"]["prompt"] == 300  # every turn counted, not only those with samples
+
+
+def test_text_protocol_with_replay_and_resume(tmp_path, llmsr_data):
+    replay = tmp_path / "turns.jsonl"
+    replay.write_text("".join(json.dumps({"response": t}) + "\n" for t in TEXT_TURNS))
+    out = tmp_path / "text"
+    # budget 1: the episode evaluates once, then stops at the budget, still open
+    assert _run(out, llmsr_data, ["--llm", f"replay:{replay}"], "--samples", "1") == 0
+    first = _read(out, "turns.jsonl")
+    assert first[-1]["end"] == "budget" and not first[-1]["done"]
+    assert first[1]["messages"][1]["content"].startswith("Observation (describe_data):")
+    with (out / "turns.jsonl").open("a") as fh:  # a kill while a turn was being written
+        fh.write('{"episode": "e1", "turn": 9, "mess')
+    assert main(["run", "--resume", str(out), "--samples", "2", "--quiet"]) == 0
+    turns = _read(out, "turns.jsonl")
+    assert turns[: len(first)] == first  # nothing recorded before was lost or rewritten
+    resumed = [t for t in turns[len(first):] if t["episode"] == "e1"]
+    assert resumed and resumed[0]["turn"] == first[-2]["turn"] + 1  # the same conversation goes on
+    samples = [r for r in _read(out, "samples.jsonl") if r["source"] == "llm"]
+    assert len(samples) == 2 and {r["episode"] for r in samples} == {"e1"}
+
+
+def test_agent_protocol_tools_needs_a_chat_api_backend(tmp_path, llmsr_data, capsys):
+    replay = tmp_path / "r.jsonl"
+    replay.write_text(json.dumps({"response": "Action: describe_data"}) + "\n")
+    code = _run(tmp_path / "x", llmsr_data, ["--llm", f"replay:{replay}"], "--samples", "1",
+                "--agent-protocol", "tools")
+    assert code == 1
+    assert "use --agent-protocol text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit", [["--max-seconds", "0.001"]])
+def test_time_budget_stops_episodes_cleanly(tmp_path, llmsr_data, limit):
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("".join(json.dumps({"response": t}) + "\n" for t in TEXT_TURNS))
+    out = tmp_path / "t"
+    assert _run(out, llmsr_data, ["--llm", f"replay:{replay}"], "--samples", "50", *limit) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "time budget" and summary["samples"] < 50
