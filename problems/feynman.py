@@ -1,4 +1,5 @@
-"""Equations from the Feynman Lectures on Physics, as used by AI Feynman and SRSD.
+"""eqforge's own Feynman suite: equations from the Feynman Lectures on Physics, sampled on
+physically realistic ranges.
 
 Each entry names the equation as AI Feynman does (``I.12.2`` ...), declares its ground
 truth as a sympy-parsable expression in the variable names, and samples every input
@@ -7,6 +8,11 @@ values stay within a few orders of magnitude of 1 (charges in µC, velocities ne
 speed in 10^8 m/s ...); physical constants appear as numbers in the ground truth, scaled
 to those units. The out-of-domain split samples every input on an extended range
 (by default the next half-width above the in-domain range).
+
+These samplings are eqforge's, not the papers': AI Feynman samples most variables (and the
+physical constants, as inputs) uniformly on [1, 5], SRSD log-uniformly in SI units with the
+constants fixed. Those published samplings are separate suites (``feynman_suites``:
+``aifeynman-<id>``, ``srsd-<id>``), so numbers can be compared with a paper's.
 
 ``library.py`` turns these into problems named ``feynman-<id>``.
 """
@@ -161,7 +167,8 @@ EQUATIONS: tuple[Equation, ...] = (
          Var("m2", "kg", "the mass of the probe", 100, 1000, (1000, 1500)),
          Var("r1", "1e6 m", "the initial distance from the planet's centre", 6.4, 10, (10, 12)),
          Var("r2", "1e6 m", "the final distance from the planet's centre", 10, 40, (40, 60))),
-        "A space probe falls or climbs in the gravitational field of a planet.",
+        "A space probe climbs away from a planet: it moves from an initial distance to a larger final "
+        "distance from the planet's centre, against the planet's gravity.",
     ),
     Equation(
         "I.14.3", "9.80665*m*z",
@@ -326,8 +333,8 @@ EQUATIONS: tuple[Equation, ...] = (
         "II.2.42", "kappa*(T2 - T1)*A/d",
         Var("Pwr", "W", "the rate of heat flow"),
         (Var("kappa", "W/(m K)", "the thermal conductivity", 0.1, 2, (2, 3)),
-         Var("T2", "K", "the temperature of the hot face", 273, 373, (373, 423)),
-         Var("T1", "K", "the temperature of the cold face", 273, 373, (373, 423)),
+         Var("T2", "K", "the temperature of the hot face", 333, 373, (373, 423)),
+         Var("T1", "K", "the temperature of the cold face", 273, 313, (313, 333)),
          Var("A", "m^2", "the area", 0.1, 2, (2, 3)),
          Var("d", "m", "the thickness", 0.01, 0.1, (0.1, 0.15))),
         "Heat is conducted through a flat slab whose two faces are held at fixed temperatures.",
@@ -359,9 +366,10 @@ EQUATIONS: tuple[Equation, ...] = (
     ),
     Equation(
         "II.27.18", "8.8541878128e-3*Ef**2",
-        Var("u", "mJ/m^3", "the energy density of the electric field"),
-        (Var("Ef", "kV/m", "the electric field strength", 1, 100, (100, 150)),),
-        "A uniform electric field fills a region of vacuum.",
+        Var("u", "mJ/m^3", "the electromagnetic energy density of the wave (electric and magnetic parts)"),
+        (Var("Ef", "kV/m", "the electric field strength of the wave", 1, 100, (100, 150)),),
+        "A plane electromagnetic wave travels through vacuum; its electric field strength is measured "
+        "at a point.",
     ),
     Equation(
         "II.34.2a", "q*v/(2*pi*r)",

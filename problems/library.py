@@ -7,8 +7,10 @@
   larger-amplitude transient, 0 <= t <= 20. The acceleration column is the law evaluated at
   the integrated states, so the ground truth fits exactly. Given ``--data DIR`` (or
   ``$EQFORGE_DATA``), LLM-SR's own files are used instead (see ``registry.load_problem``).
-* ``feynman-<id>`` — the equations in ``problems.feynman``, sampled on realistic ranges;
-  test_ood samples every input on an extended range.
+* ``feynman-<id>`` — eqforge's own Feynman suite (``problems.feynman``), sampled on
+  physically realistic ranges; test_ood samples every input on an extended range.
+* ``aifeynman-<id>`` / ``srsd-<id>`` — the same equations as AI Feynman and SRSD sample them
+  (``problems.feynman_suites``), for numbers comparable with those papers.
 
 Generation is deterministic for a seed and cached in-process (``functools.lru_cache``);
 arrays are read-only so a cached problem can be shared.
@@ -24,6 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from eqforge.problems.feynman import BY_NAME, EQUATIONS, Equation
+from eqforge.problems.feynman_suites import DESCRIPTIONS, INT, LOG, LOGPM, OVERRIDES, SUITE_TITLES, SUITES, PubEquation
 from eqforge.problems.registry import builtin_spec, register_generator
 from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
 
@@ -139,7 +142,8 @@ def feynman_spec(eq: Equation, seed: int = 0) -> ProblemSpec:
         inputs=[Variable(name=v.name, description=v.description, unit=v.unit) for v in eq.inputs],
         output=Variable(name=eq.output.name, description=eq.output.description, unit=eq.output.unit),
         ground_truth=eq.expr,
-        split={"method": "sampled", "seed": int(seed), "sampling": "uniform per input",
+        split={"method": "sampled", "suite": "eqforge (physically realistic ranges)", "seed": int(seed),
+               "sampling": "uniform per input",
                "ood": "every input on its extended range",
                **{f"range_{v.name}": f"{v.lo:g}..{v.hi:g} (ood {v.ood_range[0]:g}..{v.ood_range[1]:g})"
                   for v in eq.inputs}},
@@ -164,6 +168,97 @@ def make_feynman(name: str, seed: int = 0) -> Problem:
 
 
 # ---------------------------------------------------------------------------------------
+# Published samplings (AI Feynman, SRSD)
+# ---------------------------------------------------------------------------------------
+
+EQ_BY_ID = {eq.id: eq for eq in EQUATIONS}
+PUBLISHED: dict[str, tuple[str, PubEquation]] = {
+    f"{suite}-{eq.id}": (suite, eq) for suite, eqs in SUITES.items() for eq in eqs
+}
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def _describe(suite: str, pub: PubEquation, name: str, own: Equation | None, *, output: bool = False) -> str:
+    override = OVERRIDES.get((suite, pub.id), {}).get(name)
+    if override:
+        return override
+    if output and own is not None:
+        return own.output.description
+    if name in DESCRIPTIONS:
+        return DESCRIPTIONS[name]
+    if own is not None:
+        for v in own.inputs:
+            if _key(v.name) == _key(name):
+                return v.description
+    return f"the variable {name}"
+
+
+def _draw(v, rng: np.random.Generator, n: int, ood: bool) -> np.ndarray:  # noqa: ANN001
+    lo, hi = v.ood if ood else (v.lo, v.hi)
+    if v.kind in (LOG, LOGPM):
+        out = 10.0 ** rng.uniform(math.log10(lo), math.log10(hi), n)
+        return out * rng.choice([-1.0, 1.0], n) if v.kind == LOGPM else out
+    if v.kind == INT:
+        return rng.integers(int(lo), max(int(lo) + 1, int(hi)), n).astype(float)
+    return rng.uniform(lo, hi, n)
+
+
+def _sample_rows(pub: PubEquation, rng: np.random.Generator, n: int, ood: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows where the law is defined (finite), drawn in batches."""
+    xs, ys, have = [], [], 0
+    for _ in range(50):
+        cols = {v.name: _draw(v, rng, 2 * n, ood) for v in pub.inputs}
+        y = np.broadcast_to(evaluate_expression(pub.expr, cols), (2 * n,))
+        keep = np.isfinite(y) & np.all([np.isfinite(c) for c in cols.values()], axis=0)
+        xs.append(np.column_stack([cols[v.name] for v in pub.inputs])[keep])
+        ys.append(y[keep])
+        have += int(keep.sum())
+        if have >= n:
+            break
+    X, y = np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+    if len(y) < n:
+        raise ValueError(f"{pub.id}: the law is undefined on most of the sampled range")
+    return X, y
+
+
+def published_spec(suite: str, pub: PubEquation, seed: int = 0) -> ProblemSpec:
+    own = EQ_BY_ID.get(pub.id)
+    inputs = [Variable(name=v.name, description=_describe(suite, pub, v.name, own)) for v in pub.inputs]
+    out_desc = _describe(suite, pub, pub.output, own, output=True)
+    names = [v.description for v in inputs]
+    given = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f", and {names[-1]}"
+    context = (own.context + " ") if own is not None else ""
+    kinds = {LOG: "log-uniform", LOGPM: "log-uniform, random sign", INT: "integers", "u": "uniform"}
+    return ProblemSpec(
+        name=f"{suite}-{pub.id}",
+        description=(f"{context}Find the mathematical function skeleton that represents {out_desc}, "
+                     f"given data on {given}."),
+        inputs=inputs,
+        output=Variable(name=pub.output, description=out_desc),
+        ground_truth=pub.expr,
+        split={"method": "sampled", "suite": SUITE_TITLES[suite], "table_id": pub.cite(), "seed": int(seed),
+               "ood": "every input just beyond its published range (eqforge's addition)",
+               **{f"range_{v.name}": f"{v.lo:g}..{v.hi:g} {kinds[v.kind]} (ood {v.ood[0]:g}..{v.ood[1]:g})"
+                  for v in pub.inputs}},
+    )
+
+
+@lru_cache(maxsize=256)
+def make_published(name: str, seed: int = 0) -> Problem:
+    suite, pub = PUBLISHED[name]
+    rng = _rng(name, seed)
+    src = f"<sampled {name}, seed {seed}>"
+    splits = {}
+    for split, n in FEYNMAN_ROWS.items():
+        X, y = _sample_rows(pub, rng, n, split == "test_ood")
+        splits[split] = Split(_readonly(X), _readonly(y), origin=f"{src} [{split}]")
+    return Problem(published_spec(suite, pub, seed), splits, source=src)
+
+
+# ---------------------------------------------------------------------------------------
 # Registration
 # ---------------------------------------------------------------------------------------
 
@@ -176,11 +271,14 @@ def _bind(make: Callable[[str, int], Problem], name: str) -> Callable[[int], Pro
 
 
 def library_names() -> list[str]:
-    return [*OSCILLATORS, *(eq.name for eq in EQUATIONS)]
+    return [*OSCILLATORS, *(eq.name for eq in EQUATIONS), *PUBLISHED]
 
 
 def ranges(name: str) -> dict[str, tuple[tuple[float, float], tuple[float, float]]] | None:
-    """Input -> (in-domain range, OOD range) for a Feynman problem; ``None`` otherwise."""
+    """Input -> (in-domain range, OOD range) for a Feynman problem; ``None`` otherwise
+    (for a published suite: of the magnitude, where the suite samples a random sign)."""
+    if name in PUBLISHED:
+        return {v.name: ((v.lo, v.hi), v.ood) for v in PUBLISHED[name][1].inputs}
     eq = BY_NAME.get(name)
     if eq is None:
         return None
@@ -194,4 +292,7 @@ for _name in OSCILLATORS:
     )
 for _eq in EQUATIONS:
     register_generator(_eq.name, _bind(make_feynman, _eq.name),
-                       f"Feynman {_eq.id}: {_eq.output.description} [{_eq.output.unit}]")
+                       f"Feynman {_eq.id} (eqforge suite): {_eq.output.description} [{_eq.output.unit}]")
+for _name, (_suite, _pub) in PUBLISHED.items():
+    register_generator(_name, _bind(make_published, _name),
+                       f"Feynman {_pub.id} ({_suite} sampling): {_pub.expr}")
