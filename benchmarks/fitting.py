@@ -158,7 +158,7 @@ class _CountingPool(SandboxPool):
 
     replies: list[Future] = []
 
-    def submit(self, job: dict[str, Any]) -> Future:
+    def submit(self, job: Any) -> Future:
         fut = super().submit(job)
         _CountingPool.replies.append(fut)
         return fut
@@ -198,7 +198,7 @@ def run_eqforge(problems: dict[str, Any], programs: list[dict[str, Any]], worker
                 "status": "ok" if res.ok else res.error,
                 "loss": -res.score if res.ok and res.score is not None else None,
                 "seconds": res.seconds,
-                "cpu": float(replies[uid].result().get("cpu", 0.0)) if uid in replies else 0.0,
+                "cpu": float(replies[uid].result().cpu) if uid in replies else 0.0,
                 "n_params": res.n_params,
                 "method": res.fit.get("method"),
                 "fit_seconds": _fit_seconds(res.fit),

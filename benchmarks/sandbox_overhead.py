@@ -23,6 +23,7 @@ overhead. Scores must agree within fitting tolerance. Writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -45,21 +46,21 @@ RTOL, ATOL = 1e-6, 1e-12  # scores may differ only by what the fitter's toleranc
 # A generous timeout: the fitter's time budget (half of it) must never cut a fit short here,
 # or the two modes could stop at different points and their scores differ for that reason.
 TIMEOUT = 300.0
-MODES = ("off", "on", "on-noscore")
-LABELS = {"off": "baseline", "on": "hardened", "on-noscore": "hardened, no scoring process"}
-SETUPS: dict[str, dict[str, Any]] = {"off": {"harden": False}, "on": {}, "on-noscore": {"rescore": False}}
+MODES = ("off", "on")
+LABELS = {"off": "baseline", "on": "hardened"}
+SETUPS: dict[str, dict[str, Any]] = {"off": {"harden": False}, "on": {}}
 
 
 def _pool_factory(extra: dict[str, Any], cpu: list[float]) -> type[SandboxPool]:
     class Pool(SandboxPool):
         """The real pool with the benchmark's setup flags; records each job's CPU time."""
 
-        def __init__(self, setup: dict[str, Any], workers: int = 1, batch: int = 4) -> None:
-            super().__init__({**setup, **extra}, workers=workers, batch=batch)
+        def __init__(self, setup: Any, trusted: Any = None, workers: int = 1, batch: int = 4) -> None:
+            super().__init__(dataclasses.replace(setup, **extra), trusted, workers=workers, batch=batch)
 
-        def submit(self, job: dict[str, Any]) -> Future:
+        def submit(self, job: Any) -> Future:
             fut = super().submit(job)
-            fut.add_done_callback(lambda f: cpu.append(float(f.result().get("cpu", 0.0))))
+            fut.add_done_callback(lambda f: cpu.append(float(f.result().cpu)))
             return fut
 
     return Pool

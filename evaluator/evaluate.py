@@ -1,9 +1,12 @@
 """Scoring programs against a problem: policy, sandboxed fit, trusted metrics.
 
 ``Evaluator`` is what the discovery loop and ``eqforge evaluate`` use. It checks a program
-against the policy in the main process (cheap, no execution), sends it to a sandbox worker
-where its constants are fitted, and computes the score (−MSE on the full training split)
-and the test metrics here, from the returned predictions and targets the sandbox never saw.
+against the policy and finds the params it uses in the main process (bounded, no
+execution), hands the sandbox the evaluator's own runners — the trusted fitting driver
+(``runner``) and the candidate-side predictor (``in_sandbox.predict``) — and turns each
+``Outcome`` into an ``EvalResult`` with the ``Scorer``: the score (−MSE on the full
+training split) and the test metrics are computed here, from the scoring process's
+predictions and targets no candidate process ever held.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from pydantic import BaseModel, Field
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator import metrics
 from eqforge.evaluator.params import param_usage
-from eqforge.evaluator.runner import prepare_context
+from eqforge.evaluator.runner import ANALYZE, DRIVER, PREDICT
 from eqforge.problems.spec import SPLITS, Problem
+from eqforge.sandbox.messages import Job, Outcome, Setup, TrustedData
 from eqforge.sandbox.policy import Policy, check
 from eqforge.sandbox.pool import SandboxPool
 
@@ -50,6 +54,62 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def _columns(X: np.ndarray) -> tuple[np.ndarray, ...]:
+    cols = []
+    for c in np.asarray(X, float).T:
+        c = np.ascontiguousarray(c)
+        c.flags.writeable = False
+        cols.append(c)
+    return tuple(cols)
+
+
+def _extremes(X: np.ndarray) -> np.ndarray:
+    """The training rows holding each input's smallest and largest value (subsample anchors)."""
+    X = np.asarray(X, float)
+    rows = {int(i) for c in X.T if c.size for i in (np.argmin(c), np.argmax(c))}
+    return np.array(sorted(rows), float)
+
+
+class Scorer:
+    """Scores from a scoring process's predictions and the true values: trusted code only."""
+
+    def __init__(self, targets: dict[str, np.ndarray], tau: float = 0.1) -> None:
+        self.targets = targets
+        self.tau = tau
+
+    def __call__(self, outcome: Outcome) -> EvalResult:
+        seconds, output = float(outcome.seconds), str(outcome.output)[:2000]
+        if not outcome.ok:
+            return EvalResult(ok=False, error=outcome.reason or "crash", detail=str(outcome.detail)[:500],
+                              seconds=seconds, output=output)
+        payload = outcome.payload
+        preds = payload["predictions"]
+        results: dict[str, dict[str, float | None]] = {}
+        for split in SPLITS:
+            if split not in self.targets:
+                continue
+            pred = np.asarray(preds.get(split), float)
+            y = self.targets[split]
+            if pred.shape != y.shape:
+                return EvalResult.failure("shape", f"{split} predictions have shape {pred.shape}")
+            results[split] = metrics.all_metrics(y, pred, self.tau)
+        train_mse = results["train"]["mse"]
+        if train_mse is None:
+            return EvalResult(ok=False, error="nonfinite", detail="training loss is not finite",
+                              seconds=seconds, output=output)
+        return EvalResult(
+            ok=True,
+            score=-train_mse,
+            params=[float(v) for v in payload["params"]],
+            n_params=int(payload["n_params"]),
+            nmse={s: results[s]["nmse"] if s in results else None for s in SPLITS},
+            metrics=results,
+            fit=dict(payload.get("fit", {})),
+            seconds=seconds,
+            output=output,
+        )
+
+
 class Evaluator:
     """Owns a sandbox pool for one problem. Use as a context manager or call ``close``."""
 
@@ -67,22 +127,25 @@ class Evaluator:
         self.policy = (policy or Policy()).widened(extra)
         self.tau = tau
         self._pool: SandboxPool | None = None
-        self._targets = {s: sp.y for s, sp in problem.splits.items()}
+        self.scorer = Scorer({s: sp.y for s, sp in problem.splits.items()}, tau)
+        self._ids = 0
 
     # lifecycle ---------------------------------------------------------------------------
     @property
     def pool(self) -> SandboxPool:
         if self._pool is None:
-            X = {s: sp.X for s, sp in self.problem.splits.items()}
-            setup = {
-                "runner": "eqforge.evaluator.runner:run",
-                "warmup": "eqforge.evaluator.runner:warmup",
-                "context": prepare_context(X, self.problem.train.y),
-                "allowed_imports": list(self.policy.allowed_imports),
-                "memory_bytes": self.config.memory_mb * 1024 * 1024,
-            }
+            setup = Setup(
+                inputs={s: _columns(sp.X) for s, sp in self.problem.splits.items()},
+                runners=(PREDICT, ANALYZE),
+                drivers=(DRIVER,),
+                warmup="eqforge.evaluator.runner:warmup",
+                allowed_imports=tuple(self.policy.allowed_imports),
+                memory_bytes=self.config.memory_mb * 1024 * 1024,
+            )
+            trusted = TrustedData({"y_train": np.asarray(self.problem.train.y, float),
+                                   "extremes": _extremes(self.problem.train.X)})
             workers = self.config.workers or default_workers()
-            self._pool = SandboxPool(setup, workers=workers)
+            self._pool = SandboxPool(setup, trusted, workers=workers)
         return self._pool
 
     def close(self) -> None:
@@ -98,11 +161,15 @@ class Evaluator:
 
     # evaluation --------------------------------------------------------------------------
     def _job(self, code: str, *, parent: dict[int, float] | None, seed: int,
-             params: list[float] | None) -> dict[str, Any] | EvalResult:
-        violation = check(code, self.policy)
-        if violation is not None:
-            return EvalResult.failure(violation.reason, violation.detail)
-        usage = param_usage(code)
+             params: list[float] | None) -> Job | EvalResult:
+        try:
+            violation = check(code, self.policy)
+            usage = None if violation is not None else param_usage(code)
+        except Exception as exc:  # noqa: BLE001 - no source text may crash the trusted side
+            return EvalResult.failure("policy:unparsable", f"{type(exc).__name__}: {str(exc)[:200]}")
+        if violation is not None or usage is None:
+            return EvalResult.failure(violation.reason if violation else "policy:unparsable",
+                                      violation.detail if violation else "")
         max_p = self.config.max_params
         if usage.highest >= max_p:
             return EvalResult.failure(
@@ -117,8 +184,9 @@ class Evaluator:
                 options["parent"] = {str(k): v for k, v in parent.items()}
         if params is not None:
             options["params"] = list(params)
-        return {"code": code, "entry": "equation", "options": options,
-                "timeout": self.config.timeout}
+        self._ids += 1
+        return Job(id=self._ids, program=code, entry="equation", runner=PREDICT, driver=DRIVER, options=options,
+                   timeout=self.config.timeout)
 
     def submit(
         self,
@@ -138,7 +206,7 @@ class Evaluator:
 
         def done(f: Future) -> None:
             try:
-                out.set_result(self._result(f.result()))
+                out.set_result(self.scorer(f.result()))
             except Exception as exc:  # noqa: BLE001 - surface as a crash result, never lose it
                 out.set_result(EvalResult.failure("crash", f"{type(exc).__name__}: {exc}"))
 
@@ -156,47 +224,10 @@ class Evaluator:
         job = self._job(code, parent=None, seed=0, params=params)
         if isinstance(job, EvalResult):
             return None
-        reply = self.pool.submit(job).result()
-        if reply.get("status") != "ok":
+        outcome = self.pool.submit(job).result()
+        if not outcome.ok:
             return None
-        return reply["payload"]["predictions"]
-
-    def _result(self, reply: dict[str, Any]) -> EvalResult:
-        seconds = float(reply.get("seconds", 0.0))
-        output = str(reply.get("output", ""))[:2000]
-        if reply.get("status") != "ok":
-            return EvalResult(ok=False, error=reply.get("reason", "crash"),
-                              detail=str(reply.get("detail", ""))[:500], seconds=seconds,
-                              output=output)
-        payload = reply["payload"]
-        preds = payload["predictions"]
-        params = np.asarray(payload["params"], float)
-        results: dict[str, dict[str, float | None]] = {}
-        for split in SPLITS:
-            if split not in self._targets:
-                continue
-            pred = np.asarray(preds.get(split), float)
-            y = self._targets[split]
-            if pred.shape != y.shape:
-                return EvalResult.failure("shape", f"{split} predictions have shape {pred.shape}")
-            results[split] = metrics.all_metrics(y, pred, self.tau)
-        train_mse = results["train"]["mse"]
-        if train_mse is None:
-            return EvalResult(ok=False, error="nonfinite", detail="training loss is not finite",
-                              seconds=seconds, output=output)
-        fit = dict(payload.get("fit", {}))
-        n_fitted = len(fit.get("indices", [])) if "indices" in fit else None
-        return EvalResult(
-            ok=True,
-            score=-train_mse,
-            params=[float(v) for v in params],
-            n_params=n_fitted,
-            nmse={s: results[s]["nmse"] if s in results else None for s in SPLITS},
-            metrics=results,
-            fit=fit,
-            seconds=seconds,
-            output=output,
-        )
+        return dict(outcome.payload["predictions"])
 
 
 def evaluate_programs(problem: Problem, codes: list[str], config: EvaluatorConfig | None = None,

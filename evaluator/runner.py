@@ -1,16 +1,28 @@
-"""The trusted code that runs inside the sandbox child around one candidate.
+"""The trusted driver of one evaluation: the optimiser here, the candidate over there.
 
-``run`` checks the candidate's output contract (real, numeric, right shape), fits its
-constants on the training inputs and returns fitted params and predictions for every
-split. It receives read-only column arrays and never the test targets; the score itself is
-computed later, outside the sandbox, from these predictions.
+Runs in the sandbox's zygote, which holds the training targets and never runs candidate
+code. A candidate process only maps (the inputs it was forked with, parameter vectors) to
+predictions (``evaluator.in_sandbox.predict``); this module
+
+1. opens a *fit* process and runs the fitter (``fitting``) against it, one round trip per
+   batch of parameter vectors (so a finite-difference Jacobian is one round trip);
+2. closes it — killed and reaped — and opens a fresh *scoring* process, forked from the
+   same clean factory under another uid and IPC namespace, which receives nothing but the
+   final parameter vector and predicts every split;
+3. returns the accepted parameters (exactly the indices the trusted analysis found the
+   program to use; the others stay at 1.0), their count, the fit information and the
+   scoring process's predictions, from which the main process's ``Scorer`` computes every
+   score.
+
+A candidate can therefore not report its own loss, params or ``n_params``, and nothing it
+learns or keeps while it is being fitted — by introspection, raw memory or state kept
+between calls — reaches the predictions that are scored.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -18,165 +30,150 @@ import numpy as np
 
 from eqforge.evaluator.fitting import FitOptions, fit_default, fit_llmsr
 from eqforge.sandbox.runtime import CandidateFailure
-from eqforge.sandbox.scoring import check_output  # the output contract, one definition
+
+PREDICT = "eqforge.evaluator.in_sandbox.predict:serve"
+ANALYZE = "eqforge.evaluator.in_sandbox.analyze:run"
+DRIVER = "eqforge.evaluator.runner:fit_job"
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    a.flags.writeable = False
-    return a
+class Remote:
+    """The fitter's model callables, answered by a candidate process."""
 
+    def __init__(self, session: Any, n: int, batch: bool = True) -> None:
+        self.session = session
+        self.n = n
+        self.batched: bool | None = None if batch else False
+        self._rows: dict[int, tuple[np.ndarray, int]] = {}
 
-def _extremes(columns: list[np.ndarray]) -> tuple[int, ...]:
-    """The rows holding each input's smallest and largest value."""
-    rows: set[int] = set()
-    for c in columns:
-        if c.size:
-            rows.update((int(np.argmin(c)), int(np.argmax(c))))
-    return tuple(sorted(rows))
-
-
-def prepare_context(X: dict[str, np.ndarray], y_train: np.ndarray) -> dict[str, Any]:
-    """Build the data the zygote holds: read-only columns per split, train targets only."""
-    return {
-        "columns": {s: [_readonly(c) for c in np.asarray(x, float).T] for s, x in X.items()},
-        "y_train": _readonly(np.asarray(y_train, float)),
-    }
-
-
-def run(fn: Callable[..., Any], context: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """Fit ``fn``'s constants (or take ``options["params"]``) and predict every split.
-
-    Options: ``n_params``; ``fitter`` (``"default"`` or ``"llmsr"``); for the default fitter
-    ``indices`` (the params to fit), ``subsample``, ``time_budget``, ``seed``, ``parent``
-    (index -> value) and ``fit_options`` (further ``FitOptions`` fields); ``params`` to
-    skip fitting; ``predict=False`` to return the fitted params without predictions.
-    """
-    warnings.simplefilter("ignore")
-    with np.errstate(all="ignore"):
-        return _run(fn, context, options)
-
-
-def _run(fn: Callable[..., Any], context: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    columns: dict[str, list[np.ndarray]] = context["columns"]
-    y: np.ndarray = context["y_train"]
-    n_params = int(options.get("n_params", 10))
-    train = columns["train"]
-    n = y.shape[0]
-    sub_cache: dict[int, list[np.ndarray]] = {}
-
-    def call(cols: list[np.ndarray], p: np.ndarray, rows: int) -> np.ndarray:
-        p = np.array(p, dtype=np.float64)
-        p.flags.writeable = False
-        return check_output(fn(*cols, p), rows)
-
-    def model(p: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    def _rows_id(self, rows: np.ndarray | None) -> dict[str, Any]:
         if rows is None:
-            return call(train, p, n)
-        cols = sub_cache.get(id(rows))
-        if cols is None:
-            cols = [_readonly(c[rows]) for c in train]
-            sub_cache.clear()
-            sub_cache[id(rows)] = cols
-        return call(cols, p, rows.shape[0])
+            return {"split": "train"}
+        entry = self._rows.get(id(rows))
+        if entry is None or entry[0] is not rows:
+            rid = len(self._rows)
+            self.session.call("rows", {"id": rid}, {"rows": np.asarray(rows, np.float64)}, expect={})
+            entry = self._rows[id(rows)] = (rows, rid)  # keeps ``rows`` alive: ids stay unique
+        return {"rows": entry[1]}
 
-    batched: list[bool | None] = [None]  # can fn evaluate many params vectors at once?
+    def _call(self, P: np.ndarray, rows: np.ndarray | None, mode: str) -> np.ndarray | None:
+        m = self.n if rows is None else int(rows.shape[0])
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        reply = self.session.call("predict", {**self._rows_id(rows), "mode": mode}, {"params": P},
+                                  expect={"values": (P.shape[0], m)}, refusable=mode == "batch")
+        return reply.arrays["values"] if reply.ok else None
 
-    def model_many(P: np.ndarray, rows: np.ndarray | None) -> np.ndarray | None:
-        """Predictions (B, m) for params rows P (B, n_params) in one call, or None.
+    def predict(self, p: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        out = self._call(np.asarray(p, np.float64)[None, :], rows, "each")
+        assert out is not None
+        return out[0]
 
-        Inputs go in as columns (m, 1) and ``params[i]`` as a row of B values, so plain
-        numpy broadcasting evaluates every vector at once. The first batched call is
-        checked against one-at-a-time calls; any failure turns batching off for good.
-        """
-        if batched[0] is False:
-            return None
-        cols = train if rows is None else sub_cache.get(id(rows))
-        if cols is None:
-            model(P[0], rows)  # fills the cache
-            cols = sub_cache[id(rows)]
-        m = n if rows is None else rows.shape[0]
-        B = P.shape[0]
-        if not cols or B < 2:
-            return None
-        Pt = np.array(P.T, dtype=np.float64)
-        Pt.flags.writeable = False
-        try:
-            out = np.asarray(fn(*[c[:, None] for c in cols], Pt))
-            if out.shape != (m, B) or out.dtype.kind not in "fiub":
-                raise ValueError
-            out = np.ascontiguousarray(out.T, dtype=np.float64)
-        except Exception:  # noqa: BLE001 - any failure only means: evaluate one at a time
-            batched[0] = False
-            return None
-        if batched[0] is None:
-            for i in (0, B - 1):
-                one = model(P[i], rows)
-                fin = np.isfinite(one)
-                scale = np.abs(one[fin]).max(initial=0.0)
-                if (not np.array_equal(fin, np.isfinite(out[i]))
-                        or not np.all(np.abs(out[i][fin] - one[fin]) <= 1e-9 * np.abs(one[fin]) + 1e-12 * scale)):
-                    batched[0] = False
-                    return None
-            batched[0] = True
+    def predict_many(self, P: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Predictions (B, m) in one round trip; batched when the program broadcasts."""
+        if self.batched is not False and P.shape[0] >= 2:
+            out = self._call(P, rows, "batch")
+            if out is not None and self.batched is None:
+                # the first batched answer is checked against one-at-a-time calls
+                each = self._call(P[[0, -1]], rows, "each")
+                assert each is not None
+                for one, many in zip(each, out[[0, -1]], strict=True):
+                    fin = np.isfinite(one)
+                    scale = np.abs(one[fin]).max(initial=0.0)
+                    if (not np.array_equal(fin, np.isfinite(many))
+                            or not np.all(np.abs(many[fin] - one[fin]) <= 1e-9 * np.abs(one[fin]) + 1e-12 * scale)):
+                        out = None
+                        break
+                self.batched = out is not None
+            elif out is None:
+                self.batched = False
+            if out is not None:
+                return out
+        out = self._call(P, rows, "each")
+        assert out is not None
         return out
 
-    if options.get("params") is not None:  # prediction only, with given params
-        params = np.asarray(options["params"], float)
-        fit_info: dict[str, Any] = {"method": "given", "nfev": 0, "starts": 0}
+
+def _extremes(columns: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(int(i) for i in columns.get("extremes", np.empty(0)))
+
+
+def fit_job(host: Any, job: Any) -> dict[str, Any]:
+    """Fit (unless ``options.params`` is given) and predict every split; see the module doc."""
+    warnings.simplefilter("ignore")
+    with np.errstate(all="ignore"):
+        return _fit_job(host, job)
+
+
+def _fit_job(host: Any, job: Any) -> dict[str, Any]:
+    options = job.options
+    y = host.trusted["y_train"]
+    n = int(y.shape[0])
+    n_params = int(options.get("n_params", 10))
+    fitter = options.get("fitter", "default")
+    indices = [int(i) for i in options["indices"]] if options.get("indices") is not None else list(range(n_params))
+    if fitter == "llmsr" or any(i < 0 or i >= n_params for i in indices):
+        indices = list(range(n_params))
+    fit_info: dict[str, Any] = {"method": "given", "nfev": 0, "starts": 0}
+    if options.get("params") is not None:
+        params = np.ones(n_params)
+        given = np.asarray(options["params"], np.float64).ravel()[:n_params]
+        params[: given.size] = given
     else:
-        # Validate the output contract once before spending time fitting.
         started = time.perf_counter()
-        call(train, np.ones(n_params), n)
-        if options.get("fitter") == "llmsr":
-            res = fit_llmsr(lambda p: call(train, p, n), y, n_params)
+        session = host.open()
+        remote = Remote(session, n, batch=bool(options.get("batch", True)))
+        remote.predict(np.ones(n_params), None)  # the output contract, once, before fitting
+        if fitter == "llmsr":
+            res = fit_llmsr(lambda p: remote.predict(p, None), y, n_params)
         else:
             parent = options.get("parent")
             known = {f.name for f in fields(FitOptions)}
             extra = {k: v for k, v in (options.get("fit_options") or {}).items() if k in known}
             opts = FitOptions(
-                n_params=n_params,
-                indices=tuple(options["indices"]) if options.get("indices") is not None else None,
-                seed=int(options.get("seed", 0)),
+                n_params=n_params, indices=tuple(indices), seed=int(options.get("seed", 0)),
                 time_budget=float(options.get("time_budget", 10.0)),
                 subsample=options.get("subsample", FitOptions.subsample),
                 parent={int(k): float(v) for k, v in parent.items()} if parent else None,
-                anchors=_extremes(train),
-                **extra,
+                anchors=_extremes(host.trusted), **extra,
             )
-            res = fit_default(model, y, opts, model_many if options.get("batch", True) else None)
-        params = res.params
-        fit_info = {"method": res.method, "nfev": res.nfev, "starts": res.starts, "loss": res.loss,
+            res = fit_default(remote.predict, y, opts, remote.predict_many if options.get("batch", True) else None)
+        session.close()  # killed and reaped before the scoring process exists
+        params = np.ones(n_params)
+        params[indices] = np.asarray(res.params, np.float64)[indices]
+        fit_info = {"method": res.method, "nfev": res.nfev, "starts": res.starts, "loss": float(res.loss),
                     "seconds": time.perf_counter() - started}
         if res.notes:
             fit_info["notes"] = list(res.notes)
-
-    fit_info["indices"] = (
-        list(options["indices"]) if options.get("indices") is not None else list(range(n_params))
-    )
+    fit_info["indices"] = indices
+    # The predictions that get scored: a fresh process, given only the final vector.
+    scoring = host.open(grace=max(1.0, 0.25 * float(job.timeout)))
     predictions = {}
-    if options.get("predict", True):
-        for split, cols in columns.items():
-            rows = cols[0].shape[0] if cols else n
-            pred = call(cols, params, rows)
-            if split == "train" and not np.all(np.isfinite(pred)):
-                raise CandidateFailure("nonfinite", "non-finite predictions on the training data")
-            predictions[split] = pred
-    return {"params": params, "predictions": predictions, "fit": fit_info}
+    for split, m in host.rows.items():
+        reply = scoring.call("predict", {"split": split, "mode": "each"}, {"params": params[None, :]},
+                             expect={"values": (1, m)})
+        predictions[split] = reply.arrays["values"][0]
+    scoring.close()
+    if not np.all(np.isfinite(predictions.get("train", np.zeros(1)))):
+        raise CandidateFailure("nonfinite", "non-finite predictions on the training data")
+    if "loss" in fit_info:
+        scored = float(np.mean((predictions["train"] - y) ** 2))
+        fit_info["reproduced"] = bool(abs(scored - fit_info["loss"]) <= 1e-6 * max(scored, fit_info["loss"]) + 1e-300)
+    return {"params": params.tolist(), "n_params": len(indices), "predictions": predictions, "fit": fit_info}
 
 
-def warmup(context: dict[str, Any]) -> None:
-    """Exercise the fitters once in the zygote so no lazy import happens in a child."""
-    cols = context["columns"]["train"]
-    if not cols:
-        return
+def warmup(trusted: dict[str, Any]) -> None:
+    """Exercise the fitters once in the zygote (trusted, local model) so lazy imports happen
+    before the first job."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 2.0, 60)
+    y = 1.3 * x + 0.7 * np.exp(-0.4 * x)
 
-    def fn(*args: np.ndarray) -> np.ndarray:
-        *xs, p = args
-        return p[0] * xs[0] + p[1] * np.exp(-p[2] * xs[0])
+    def model(p: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        xs = x if rows is None else x[rows]
+        return p[0] * xs + p[1] * np.exp(-p[2] * xs)
 
-    small = {"columns": {"train": [c[:50] for c in cols]}, "y_train": context["y_train"][:50]}
-    run(fn, small, {"n_params": 3, "fitter": "llmsr"})
-    run(fn, small, {"n_params": 3, "indices": [0, 1, 2], "subsample": 30,
-                    "fit_options": {"screen_rows": 20, "screen": 4, "sweep": 3}})
-    run(fn, small, {"n_params": 3, "params": [1.0, 1.0, 1.0]})
+    def many(P: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        return np.stack([model(p, rows) for p in P])
+
+    fit_llmsr(lambda p: model(p), y, 3)
+    fit_default(model, y, FitOptions(n_params=3, indices=(0, 1, 2), subsample=30, screen_rows=20, screen=4,
+                                     sweep=3), many)

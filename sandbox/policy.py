@@ -21,7 +21,6 @@ DEFAULT_IMPORTS = (
     "scipy.special",
     "scipy.constants",
     "numpy.polynomial",
-    "functools",
 )
 
 # Builtins that let a program escape the equation: code execution, introspection, I/O.
@@ -189,15 +188,52 @@ class _Checker(ast.NodeVisitor):
                 self.flag("dunder", "string naming a dunder attribute", node)
 
 
+MAX_DEPTH = 200  # AST nesting; honest equations stay under 20
+MAX_NODES = 20_000
+
+
+def _shape_violation(tree: ast.AST) -> Violation | None:
+    """Too deep or too large an AST, measured without recursion."""
+    stack, count = [(tree, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            return Violation("depth", f"expressions nested deeper than {MAX_DEPTH}", getattr(node, "lineno", 0))
+        if count > MAX_NODES:
+            return Violation("size", f"more than {MAX_NODES} syntax nodes")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return None
+
+
 def check(code: str, policy: Policy | None = None) -> Violation | None:
-    """The first violation in ``code`` (syntax errors included), or None if it may run."""
+    """The first violation in ``code`` (syntax errors included), or None if it may run.
+
+    Survives any text: the source length is bounded first, the parse's own failures on
+    pathological nesting (``RecursionError``, ``MemoryError``…) become ``policy:depth``, the
+    tree's depth and size are bounded without recursion before the (recursive) policy walk.
+    """
     policy = policy or Policy()
+    if not isinstance(code, str):
+        return Violation("syntax", "program is not text")
     if len(code) > policy.max_source_chars:
         return Violation("size", f"program has {len(code)} characters")
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
         return Violation("syntax", f"{exc.msg} (line {exc.lineno})", exc.lineno or 0)
+    except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
+        return Violation("depth", f"cannot parse: {type(exc).__name__}")
+    shape = _shape_violation(tree)
+    if shape is not None:
+        return shape
+    try:
+        return _check_tree(tree, policy)
+    except (RecursionError, MemoryError) as exc:
+        return Violation("depth", f"cannot check: {type(exc).__name__}")
+
+
+def _check_tree(tree: ast.Module, policy: Policy) -> Violation | None:
     for node in tree.body:
         if not isinstance(
             node, ast.FunctionDef | ast.Import | ast.ImportFrom | ast.Expr | ast.Assign

@@ -5,11 +5,11 @@ it batches of jobs from a shared queue and resolves their futures. A zygote that
 stops answering is killed, replaced, and its in-flight jobs are reported as ``crash`` —
 the pool (and the run) goes on.
 
-Every zygote (with its scorer, see ``worker``) gets its own cgroups (see ``cgroups``): a
+Every zygote (with its factory and candidate processes, see ``worker``) gets its own cgroups (see ``cgroups``): a
 small ``pids.max`` and a memory limit of their resident size plus the per-candidate budget.
 Retiring a zygote kills everything in its cgroups. Nothing outlives the pool: ``close`` (or
 the ``atexit`` hook, or the zygote noticing that its stdin pipe hung up when the main
-process dies) ends the zygotes; scorers and candidate children die with their parent
+process dies) ends the zygotes; factories and candidate processes die with their parent
 (``PR_SET_PDEATHSIG``).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import pickle
 import queue
 import select
 import shutil
@@ -31,8 +32,9 @@ import weakref
 from concurrent.futures import Future
 from typing import Any
 
-from eqforge.sandbox import codec, protocol
+from eqforge.sandbox import protocol
 from eqforge.sandbox.cgroups import CgroupSet
+from eqforge.sandbox.messages import Job, Outcome, Setup, TrustedData
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ _SINGLE_THREAD = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONNOUSERSITE": "1",
 }
-# A zygote and its scorer are one thread each; at most one candidate child runs at a time
+# A zygote and its factory are one thread each; at most one candidate process runs at a time
 # (and one confinement probe at start-up). Anything beyond this is a fork bomb.
 PIDS_MAX = 8
 # Memory a zygote may use beyond its resident size at start plus the candidate budget.
@@ -70,36 +72,26 @@ def scrubbed_env(home: str) -> dict[str, str]:
     return env
 
 
-def _unpack_scoring_result(reply: dict[str, Any]) -> dict[str, Any]:
-    """Decode the scoring child's result, forwarded untouched by the scorer and the zygote.
+def _layers_line(layers: dict[str, Any]) -> str:
+    order = ("user", "network", "mount", "pid", "ipc", "ro_root", "chroot", "uid", "seccomp", "cgroup")
+    return ", ".join(f"{k}={layers.get(k)}" for k in order if k in layers) + ", rlimits, audit hook"
 
-    It comes from a process that ran untrusted code, so it is parsed by the safe codec
-    here, and anything but a dict of predictions makes the job fail.
-    """
-    payload = reply.get("payload")
-    if reply.get("status") != "ok" or not isinstance(payload, dict) or "scoring_result" not in payload:
-        return reply
-    raw = payload.pop("scoring_result")
-    try:
-        msg = codec.decode(raw) if isinstance(raw, bytes | bytearray) else None
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        msg = None
-    inner = msg.get("payload") if isinstance(msg, dict) else None
-    predictions = inner.get("predictions") if isinstance(inner, dict) else None
-    if not isinstance(predictions, dict):
-        return {**reply, "status": "fail", "reason": "crash", "detail": "malformed scoring result", "payload": None}
-    payload["predictions"] = predictions
-    return reply
+
+def kernel_walls(layers: dict[str, Any]) -> bool:
+    """Whether anything but the in-process guard stands between a candidate and the host."""
+    return bool(layers.get("seccomp") or layers.get("chroot") or layers.get("network") == "netns")
 
 
 class _Worker:
     """One zygote process and its private temporary directory."""
 
-    def __init__(self, setup: dict[str, Any], index: int) -> None:
+    def __init__(self, setup: Setup, trusted: TrustedData, index: int) -> None:
         self.index = index
         self.tmpdir = tempfile.mkdtemp(prefix=f"eqforge-w{index}-")
-        harden = bool(setup.get("harden", True))
-        self.cgroup = CgroupSet.create(f"w{index}", PIDS_MAX) if harden else None
+        self.cgroup = CgroupSet.create(f"w{index}", PIDS_MAX) if setup.harden else None
+        env = scrubbed_env(self.tmpdir)
+        if self.cgroup is not None:
+            env.update(EQFORGE_CGROUP_PROCS=self.cgroup.procs_file, EQFORGE_CGROUP_OOM=self.cgroup.oom_file)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "eqforge.sandbox.worker"],
@@ -107,7 +99,7 @@ class _Worker:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 cwd=self.tmpdir,
-                env=scrubbed_env(self.tmpdir),
+                env=env,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -123,13 +115,13 @@ class _Worker:
         if self.cgroup is not None:
             try:
                 self.cgroup.add(self.proc.pid)
-                setup = {**setup, "cgroup": {"procs": self.cgroup.procs_file, "oom": self.cgroup.oom_file}}
             except OSError as exc:
                 log.warning("sandbox: could not enter the worker cgroup (%s); relying on rlimits", exc)
                 self.cgroup.close()
                 self.cgroup = None
         try:
             protocol.send(self.wfd, setup)
+            protocol.send(self.wfd, trusted)  # read by the zygote only after its factory is forked
             hello = self._recv(timeout=120.0)
         except (OSError, EOFError):
             hello = None
@@ -137,10 +129,11 @@ class _Worker:
             err = (hello or {}).get("error", "no answer")
             self.kill()
             raise RuntimeError(f"sandbox worker failed to start: {err}")
-        self.network = hello.get("network", "?")
-        self.scorer_pid: int | None = hello.get("scorer")
-        self.isolation: dict[str, Any] = dict(hello.get("isolation", {}))
-        memory = setup.get("memory_bytes")
+        self.factory_pid: int | None = hello.get("factory")
+        self.isolation: dict[str, Any] = dict(hello.get("layers", {}))
+        if self.cgroup is None:
+            self.isolation["cgroup"] = False
+        memory = setup.memory_bytes
         if self.cgroup is not None and memory:
             try:
                 self.cgroup.set_memory_limit(int(hello.get("rss", 0)) + int(memory) + MEMORY_SLACK)
@@ -154,22 +147,22 @@ class _Worker:
             return None
         return protocol.recv(self.rfd)
 
-    def run(self, jobs: list[dict[str, Any]], futures: list[Future]) -> bool:
+    def run(self, jobs: list[Job], futures: list[Future]) -> bool:
         """Send a batch; resolve futures as results arrive. False if the zygote failed."""
         try:
-            protocol.send(self.wfd, {"jobs": jobs})
+            protocol.send(self.wfd, jobs)
         except OSError:
             return False
         for job, fut in zip(jobs, futures, strict=True):
             # The zygote enforces each job's timeout; allow it generous slack before
             # deciding the zygote itself is stuck.
             try:
-                reply = self._recv(timeout=float(job.get("timeout", 30.0)) * 2 + 30.0)
-            except (EOFError, OSError):
+                reply = self._recv(timeout=float(job.timeout) * 2 + 30.0)
+            except (EOFError, OSError, pickle.UnpicklingError):
                 reply = None
-            if reply is None:
+            if not isinstance(reply, Outcome) or reply.id != job.id:
                 return False
-            fut.set_result(_unpack_scoring_result(reply))
+            fut.set_result(reply)
         return True
 
     def kill(self) -> None:
@@ -194,7 +187,7 @@ class _Worker:
 
     def stop(self) -> None:
         try:
-            protocol.send(self.wfd, {"stop": True})
+            protocol.send(self.wfd, "stop")
             self.proc.wait(timeout=2)
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -202,24 +195,27 @@ class _Worker:
 
 
 class SandboxPool:
-    """Run jobs (``{"id", "code", "entry", "options", "timeout"}``) in sandboxed workers.
+    r"""Run ``Job``\ s in sandboxed workers; each resolves to an ``Outcome``.
 
-    ``setup`` is sent once to every zygote: ``runner`` (``"module:function"`` called in the
-    child as ``runner(fn, context, options)``), ``context`` (data the runner needs; its
-    ``y_train`` is zeroed in scoring children), ``warmup``, ``allowed_imports`` and
-    ``memory_bytes``. ``harden`` (default True) exists only for the overhead benchmark;
-    ``address_space_limit`` (default True) can be turned off by tests that exercise the
-    cgroup memory limit.
+    ``setup`` (``messages.Setup``) is sent to every zygote first, ``trusted`` (data only
+    trusted drivers may hold) after its factory has been forked. A hardened pool logs the
+    layers in force once, and refuses to start when no kernel wall is available (no seccomp,
+    no chroot, no network namespace) unless ``accept_risk`` (or ``EQFORGE_ACCEPT_RISK=1``)
+    says to run behind the in-process guard alone.
     """
 
-    def __init__(self, setup: dict[str, Any], workers: int = 1, batch: int = 4) -> None:
+    _announced = False
+
+    def __init__(self, setup: Setup, trusted: TrustedData | None = None, workers: int = 1, batch: int = 4,
+                 accept_risk: bool = False) -> None:
         self.setup = setup
+        self.trusted = trusted or TrustedData()
         self.batch = max(1, batch)
         self.size = max(1, workers)
-        self._queue: queue.Queue[tuple[dict[str, Any], Future] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Job, Future] | None] = queue.Queue()
         self._closed = False
         self.restarts = 0
-        self._threads = []
+        self._threads: list[threading.Thread] = []
         self._workers: list[_Worker | None] = [None] * self.size
         # Start the zygotes in parallel: each imports numpy/scipy once.
         starters = [threading.Thread(target=self._start, args=(i,)) for i in range(self.size)]
@@ -230,6 +226,17 @@ class SandboxPool:
         if any(w is None for w in self._workers):
             self.close()
             raise RuntimeError("could not start the sandbox workers")
+        layers = self.isolation
+        if setup.harden:
+            if not kernel_walls(layers) and not (accept_risk or os.environ.get("EQFORGE_ACCEPT_RISK") == "1"):
+                self.close()
+                raise RuntimeError(
+                    "sandbox: no kernel isolation is available here (no seccomp, no namespaces, no chroot), "
+                    "so candidate programs would run behind the in-process guard alone; set EQFORGE_ACCEPT_RISK=1 "
+                    "to accept that risk")
+            if not SandboxPool._announced:
+                SandboxPool._announced = True
+                log.info("sandbox layers in force: %s", _layers_line(layers))
         for i in range(self.size):
             t = threading.Thread(target=self._serve, args=(i,), daemon=True, name=f"sandbox-{i}")
             t.start()
@@ -238,14 +245,22 @@ class SandboxPool:
 
     def _start(self, i: int) -> None:
         try:
-            self._workers[i] = _Worker(self.setup, i)
+            self._workers[i] = _Worker(self.setup, self.trusted, i)
         except (RuntimeError, OSError) as exc:
             log.error("sandbox worker %d failed to start: %s", i, exc)
 
+    def run(self, program: str, entry: str, runner: str, *, op: str = "run",
+            args: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None,
+            timeout: float = 30.0) -> Outcome:
+        """FunSearch's ``Sandbox.run``: one call of ``entry`` in ``program`` by ``runner``
+        (one of ``setup.runners``) in a fresh confined process; blocks for its ``Outcome``."""
+        job = Job(id=("run", time.monotonic_ns()), program=program, entry=entry, runner=runner, op=op,
+                  args=args or {}, arrays=arrays or {}, timeout=timeout)
+        return self.submit(job).result()
+
     @property
     def network_isolation(self) -> str:
-        w = self._workers[0]
-        return w.network if w else "?"
+        return str(self.isolation.get("network", "?"))
 
     @property
     def isolation(self) -> dict[str, Any]:
@@ -254,13 +269,13 @@ class SandboxPool:
         return dict(w.isolation) if w else {}
 
     def worker_pids(self) -> list[int]:
-        """The zygotes' pids (each zygote's scorer, when there is one, is its child)."""
+        """The zygotes' pids (each zygote's factory is its child)."""
         return [w.proc.pid for w in self._workers if w is not None]
 
-    def scorer_pids(self) -> list[int]:
-        return [w.scorer_pid for w in self._workers if w is not None and w.scorer_pid]
+    def factory_pids(self) -> list[int]:
+        return [w.factory_pid for w in self._workers if w is not None and w.factory_pid]
 
-    def submit(self, job: dict[str, Any]) -> Future:
+    def submit(self, job: Job) -> Future:
         fut: Future = Future()
         if self._closed:
             fut.set_exception(RuntimeError("sandbox pool is closed"))
@@ -268,7 +283,7 @@ class SandboxPool:
         self._queue.put((job, fut))
         return fut
 
-    def map(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def map(self, jobs: list[Job]) -> list[Outcome]:
         return [f.result() for f in [self.submit(j) for j in jobs]]
 
     def _serve(self, i: int) -> None:
@@ -293,10 +308,8 @@ class SandboxPool:
             if not ok:
                 for job, fut in batch:
                     if not fut.done():
-                        fut.set_result(
-                            {"id": job.get("id"), "status": "fail", "reason": "crash",
-                             "detail": "sandbox worker died", "seconds": 0.0, "output": ""}
-                        )
+                        fut.set_result(Outcome(id=job.id, ok=False, reason="crash",
+                                               detail="sandbox worker died"))
                 self._restart(i)
 
     def _restart(self, i: int) -> None:

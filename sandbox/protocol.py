@@ -86,3 +86,22 @@ def recv(fd: int, scrub: bool = False) -> Any:
     if t:
         obj["tail"] = _read_exact(fd, t)
     return obj
+
+
+_FRAME = struct.Struct("!I")
+
+
+def write_frame(fd: int, data: bytes) -> None:
+    """A length-prefixed frame (the candidate boundary; its contents are ``messages``)."""
+    write_all(fd, _FRAME.pack(len(data)) + data if len(data) < 1 << 16 else _FRAME.pack(len(data)))
+    if len(data) >= 1 << 16:
+        write_all(fd, data)
+
+
+def read_frame(fd: int) -> bytearray | None:
+    """One frame, blocking (used inside the candidate process); None at end of file."""
+    try:
+        (n,) = _FRAME.unpack(_read_exact(fd, _FRAME.size))
+        return _read_exact(fd, n)
+    except EOFError:
+        return None

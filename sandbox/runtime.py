@@ -349,16 +349,19 @@ def confine(jail: str | None, uid: int | None, parent: int) -> None:
         os._exit(71)
 
 
-def install_audit_hook() -> Callable[..., None]:
+def install_audit_hook(report_fd: int | None = None) -> Callable[..., None]:
     """Block dangerous events; returns ``arm(on, allow_exec)``.
 
-    ``arm.violations`` lists every refused event, so a candidate that catches the
-    ``SandboxViolation`` is still reported.
+    Every refused event is written at once to ``report_fd`` (a pipe whose other end the
+    trusted zygote holds), so what a candidate was refused is on record outside its reach
+    even if it later clears ``arm.violations`` or swallows the exception. Once armed with
+    ``allow_exec`` the hook allows exactly that one ``exec`` of the candidate's module body.
     """
     state: dict[str, Any] = {"armed": False, "exec_allowed": 0}
     violations: list[str] = []
     blocked_exact = frozenset(p for p in _BLOCKED_EVENTS if not p.endswith("."))
     blocked_prefixes = tuple(p for p in _BLOCKED_EVENTS if p.endswith("."))
+    write = os.write
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if not state["armed"]:
@@ -369,6 +372,11 @@ def install_audit_hook() -> Callable[..., None]:
         if event in blocked_exact or event.startswith(blocked_prefixes):
             if len(violations) < 20:
                 violations.append(event)
+            if report_fd is not None:
+                try:
+                    write(report_fd, (event[:80] + "\n").encode())
+                except OSError:
+                    pass
             raise SandboxViolation(f"blocked: {event}")
 
     sys.addaudithook(hook)
@@ -379,6 +387,46 @@ def install_audit_hook() -> Callable[..., None]:
 
     arm.violations = violations  # type: ignore[attr-defined]
     return arm
+
+
+def failure_reply(exc: BaseException) -> Any:
+    """The ``messages.Reply`` a candidate process sends for an exception in candidate code."""
+    from eqforge.sandbox.messages import Reply
+
+    if isinstance(exc, CandidateFailure):
+        return Reply(False, reason=exc.reason, detail=exc.detail[:500])
+    if isinstance(exc, MemoryError):
+        return Reply(False, reason="memory", detail="memory limit reached")
+    if isinstance(exc, RecursionError):
+        return Reply(False, reason="exception:RecursionError", detail="recursion too deep")
+    if isinstance(exc, SandboxViolation):
+        return Reply(False, reason="policy:runtime", detail=str(exc)[:500])
+    return Reply(False, reason=f"exception:{type(exc).__name__}"[:64], detail=str(exc)[:500])
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+PR_CAPBSET_DROP = 24
+
+
+def drop_capabilities() -> None:
+    """Drop every capability (bounding set, then effective/permitted/inheritable).
+
+    For candidates that keep uid 0 — inside a user namespace, where no other uid is mapped.
+    """
+    lib = libc()
+    for cap in range(64):
+        if lib.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability
+    data = (_CapData * 2)()
+    if lib.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset refused")
 
 
 MAX_SOURCE_CHARS = 200_000  # the policy allows far less; this guards direct pool users

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from local_host import local_fit
 from scipy.optimize import minimize
 
 from eqforge.config import EvaluatorConfig
-from eqforge.evaluator import runner
 from eqforge.evaluator.fitting import FitOptions, fit_default
 from eqforge.evaluator.params import param_usage
 from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
@@ -31,10 +31,10 @@ def _fn(code: str):
 
 
 def _run(code: str, X: np.ndarray, y: np.ndarray, **options):
-    """runner.run as the sandbox child calls it; returns (output, full-train MSE)."""
+    """The sandbox's fitting driver, candidate called locally; returns (output, full-train MSE)."""
     usage = param_usage(code)
     opts = {"n_params": 10, "indices": list(usage.fit_indices(10)), "subsample": 300, **options}
-    out = runner.run(_fn(code), runner.prepare_context({"train": X}, y), opts)
+    out = local_fit(_fn(code), {"train": X}, y, opts)
     return out, float(np.mean((out["predictions"]["train"] - y) ** 2))
 
 
