@@ -175,6 +175,9 @@ class LiveProgress(Progress):
             tok.append(f"  cached {s.cached_calls}", style="dim")
         grid.add_row("tokens", tok)
         grid.add_row("time", Text(self._time_line(s)))
+        status = s.llm_status() if s.llm_status is not None and self._reason is None else None
+        if status:
+            grid.add_row("model", Text(status, style="yellow"))
         title = f"eqforge · {self.title or s.problem or 'run'}"
         if s.strategy:
             title += f" · strategy {s.strategy}"

@@ -24,10 +24,13 @@ from eqforge.config import Config
 from eqforge.errors import BackendError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
 from eqforge.problems.spec import Problem
-from eqforge.prompts.parsing import program_key
+from eqforge.prompts.parsing import program_key, reasoning_record
 from eqforge.prompts.prompt import Prompt
 
 log = logging.getLogger(__name__)
+
+#: what a backend may report per sample in ``Completion.extra`` that goes into its record
+RECORDED_EXTRAS = ("reasoning_chars", "reasoning_tokens")
 
 
 class DiscoveryLoop:
@@ -50,13 +53,17 @@ class DiscoveryLoop:
         self.db = ProgramsDatabase(config.database, seed=config.run.seed)
         self.stats = RunStats(budget=config.run.samples, max_seconds=config.run.max_seconds,
                               max_cost=config.run.max_cost, problem=problem.name,
-                              strategy=config.sampler.strategy)
+                              strategy=config.sampler.strategy,
+                              llm_status=backend.status)
         self.records: list[SampleRecord] = []
         self.best: SampleRecord | None = None
         self.by_key: dict[str, SampleRecord] = {}
         self.pending: dict[str, asyncio.Future[EvalResult]] = {}
         self.next_index = 1
         self.reserved = 0
+        #: the next request's seed is run.seed + this; each request takes n consecutive seeds
+        #: when it is sent (a server gives choice i seed + i), so no two samples share one
+        self.seed_offset = 1
         self.stop_reason: str | None = None
         self.fatal: BackendError | None = None
         self.hook = StrategyHook(self, config.sampler.strategy)  # what the strategy changes
@@ -81,6 +88,8 @@ class DiscoveryLoop:
                 self.db.apply_reset([tuple(x) for x in ev["islands"]], programs)
         self.next_index = max((r.index for r in records), default=0) + 1
         self.hook.restore(events)
+        self.seed_offset = max([self.next_index] + [r.seed + (r.choice or 0) + 1 - self.config.run.seed
+                                                    for r in records if r.seed is not None])
         self.stats.elapsed_before = elapsed_before
         self.stats.session_samples = 0
 
@@ -115,8 +124,10 @@ class DiscoveryLoop:
             prompt = await self.hook.prompt(island, parents)
             self.recorder.write_prompt(prompt)
             started = time.monotonic()
+            seed = self.config.run.seed + self.seed_offset  # reserved now, before any await
+            self.seed_offset += n
             try:
-                completions = await self.backend.generate(prompt, self._sampling(n, prompt))
+                completions = await self.backend.generate(prompt, self._sampling(n, prompt, seed))
             except BackendError as exc:
                 self.fatal = exc
                 self._stop("backend error")
@@ -127,7 +138,8 @@ class DiscoveryLoop:
             parent = parents[-1] if parents else None
             try:
                 scored = await asyncio.gather(*(
-                    self._evaluate(c, prompt, island, parent, llm_seconds) for c in completions
+                    self._evaluate(c, prompt, island, parent, llm_seconds, seed, i)
+                    for i, c in enumerate(completions)
                 ))
                 for base, result in scored:
                     self._commit(base, result)
@@ -172,9 +184,8 @@ class DiscoveryLoop:
         if self.stop_reason is None:
             self.stop_reason = reason
 
-    def _sampling(self, n: int, prompt: Prompt) -> SamplingParams:
+    def _sampling(self, n: int, prompt: Prompt, seed: int) -> SamplingParams:
         sc = self.config.sampler
-        seed = None if self.config.run.seed is None else self.config.run.seed + self.next_index
         return SamplingParams(n=n, temperature=sc.temperature, top_p=sc.top_p,
                               max_tokens=sc.max_tokens, seed=seed,
                               stop=self.hook.stops(self.backend.prompt_style, prompt))
@@ -191,7 +202,7 @@ class DiscoveryLoop:
                                        tuple(rec.params or ())), None)
 
     async def _evaluate(self, c: Completion, prompt: Prompt, island: int,
-                        parent: StoredProgram | None, llm_seconds: float
+                        parent: StoredProgram | None, llm_seconds: float, seed: int, choice: int,
                         ) -> tuple[dict[str, Any], EvalResult]:
         """Parse and score one response; identical programs are evaluated only once."""
         base: dict[str, Any] = {
@@ -200,8 +211,10 @@ class DiscoveryLoop:
             "prompt_style": c.extra.get("prompt_style", self.backend.prompt_style), "response": c.text,
             "llm_seconds": llm_seconds, "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens, "cost": c.cost, "cached": c.cached,
-            "finish_reason": c.finish_reason,
+            "finish_reason": c.finish_reason, "seed": seed, "choice": choice,
+            **{k: c.extra[k] for k in RECORDED_EXTRAS if k in c.extra},
         }
+        base.update(reasoning_record(c.text, c.completion_tokens, base))
         if c.error:
             return base, EvalResult.failure(c.error, str(c.extra.get("detail", "")))
         extracted = self.hook.extract(c.text, prompt, base["prompt_style"])
@@ -316,7 +329,8 @@ class DiscoveryLoop:
             "duplicates": s.duplicates,
             "failures": failure_counts([r for r in self.records if r.source == "llm"]),
             "best": best,
-            "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens},
+            "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens,
+                       "reasoning": sum(r.reasoning_tokens or 0 for r in self.records)},
             "cost": s.cost,
             "cached_samples": s.cached_calls,
             "elapsed_seconds": s.elapsed,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("eqforge.run")
@@ -38,6 +39,8 @@ class RunStats:
     elapsed_before: float = 0.0  # wall time of earlier sessions of a resumed run
     max_seconds: float | None = None
     max_cost: float | None = None
+    #: what the model backend waits on now ("rate-limited, waiting 8s"), asked at each redraw
+    llm_status: Callable[[], str | None] | None = None
 
     @property
     def elapsed(self) -> float:

@@ -58,6 +58,13 @@ class SampleRecord(BaseModel):
     completion_tokens: int | None = None
     cost: float | None = None
     cached: bool = False
+    #: the request's seed and this sample's place among its choices (the server used seed + choice)
+    seed: int | None = None
+    choice: int | None = None
+    #: a reasoning model's trace: characters (in <think> tags or a separate field) and tokens
+    #: (reported by the API, or estimated by the trace's share of the text: reasoning_estimated)
+    reasoning_chars: int | None = None
+    reasoning_tokens: int | None = None
 
 
 def package_versions() -> dict[str, str]:

@@ -53,7 +53,7 @@ def build_backend(spec: RunSpec, config: Config, *, replay_start: int = 0):  # n
     specs = spec.llm or [DEFAULT_LLM]
     opts = BackendOptions(
         **{**spec.backend, "prompt_style": config.sampler.prompt_style,
-           "replay_start": replay_start}
+           "replay_start": replay_start, "require_price": config.run.max_cost is not None}
     )
     if len(specs) == 1:
         from eqforge.agents.llm.registry import split_weight, wrap_backend

@@ -3,7 +3,8 @@
 Subcommands: ``run`` (search, or ``--resume`` one), ``evaluate`` (score programs),
 ``report`` (HTML/markdown report of a run), ``new`` (scaffold a problem from a CSV),
 ``problems`` (list/show built-ins), ``strategies`` (list/show prompting strategies),
-``sweep`` (a study of many runs, see ``eqforge.sweep``). User errors print one line and
+``sweep`` (a study of many runs, see ``eqforge.sweep``), ``models export-hf`` (the
+default model as an HF checkpoint for vLLM). User errors print one line and
 exit 2 (bad input) or 1 (runtime failure); Ctrl-C leaves a resumable run and exits 130.
 """
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="price table (TOML, USD per 1M tokens) extending the built-in one")
     run.add_argument("--engine", choices=["auto", "llama-cpp", "transformers"],
                      help="in-process engine for --llm local:PATH (default: auto)")
+    run.add_argument("--patience", type=float, metavar="SECONDS",
+                     help="how long a rate-limiting API may keep answering 429 before the run stops "
+                          "(default 300; waits follow its Retry-After)")
     run.add_argument("--samples", type=int, help="sample budget (default 1000)")
     run.add_argument("--max-seconds", type=float, help="wall-clock budget")
     run.add_argument("--target-score", type=float, help="stop when the best score reaches this")
@@ -120,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     ssub.add_parser("list")
     sshow = ssub.add_parser("show")
     sshow.add_argument("name")
+
+    models = sub.add_parser("models", help="prepare models for other engines")
+    msub = models.add_subparsers(dest="action", required=True)
+    exp = msub.add_parser("export-hf", help="convert the default model (or a GGUF file) to an HF "
+                                           "checkpoint that vLLM can serve")
+    exp.add_argument("out", help="folder for the checkpoint")
+    exp.add_argument("--gguf", help="GGUF file to convert (default: the offline default model)")
+    exp.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    exp.add_argument("--no-chat-template", action="store_true",
+                     help="leave the chat template out (a plain base-model checkpoint)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     return parser
 
 
@@ -181,14 +196,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = _config_from(args)
         backend = {k: v for k, v in {"base_url": args.base_url, "model": args.model,
                                      "api_key_env": args.api_key_env, "prices": args.prices,
-                                     "engine": args.engine}.items() if v}
+                                     "engine": args.engine, "patience": args.patience}.items() if v}
         if args.no_cache:
             backend["cache"] = False
         spec = RunSpec(problem=args.problem, data=args.data, llm=args.llm or [], backend=backend)
         out = Path(config.run.out or default_run_dir(args.problem))
         summary = discover(spec, config, out=out, progress=_progress(args))
     _print_summary(summary, out)
+    failed = _failed_at_model(summary, out)
+    if failed:
+        print(f"eqforge: error: {failed}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _failed_at_model(summary: dict[str, Any], out: Path) -> str | None:
+    """One line when every sample of the run failed at the model (never got an answer)."""
+    n = summary.get("samples") or 0
+    failures = summary.get("failures") or {}
+    if not n or summary.get("valid") or sum(v for k, v in failures.items() if k.startswith("llm:")) < n:
+        return None
+    from eqforge.agents.records import RunRecorder
+
+    detail = next((r.detail for r in RunRecorder(out).read_samples() if r.source == "llm" and r.detail), "")
+    reasons = ", ".join(f"{k} x{v}" for k, v in failures.items())
+    return (f"all {n} samples failed at the model ({reasons}): {detail[:160]}; "
+            f"see {out / 'samples.jsonl'}")
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -281,8 +314,19 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from eqforge.agents.llm.export_hf import export_hf
+
+    path = export_hf(args.out, args.gguf, dtype=args.dtype, chat_template=not args.no_chat_template,
+                     overwrite=args.overwrite)
+    print(f"checkpoint written to {path}; serve it with: python -m vllm.entrypoints.openai.api_server "
+          f"--model {path} --max-model-len 2048  (see docs/backends.md)")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "report": cmd_report, "new": cmd_new,
-            "problems": cmd_problems, "strategies": cmd_strategies, "sweep": cmd_sweep}
+            "problems": cmd_problems, "strategies": cmd_strategies, "sweep": cmd_sweep,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,12 @@ Models answer in many shapes: a fenced code block or raw code, a full ``def equa
 or only the indented body continuing the prompt's header, prose around the code, several
 functions at once. This module finds the intended function, maps its version name back to
 ``equation`` and returns full source, or a short machine-readable reason why it could not.
+
+Open reasoning models (DeepSeek-R1 distills, Qwen3 in thinking mode, QwQ) write a
+``<think>…</think>`` trace before the answer, often with draft code in it. The answer's code
+must win, so ``split_reasoning`` drops traces before anything else looks at the text: closed
+traces, a trace whose opening tag the chat template already wrote (only ``</think>`` in the
+text), and an unterminated one (the model ran out of tokens while thinking).
 """
 
 from __future__ import annotations
@@ -18,6 +24,28 @@ from eqforge.problems.spec import ProblemSpec
 
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _VERSION_RE = re.compile(r"^equation(?:_v(\d+))?$")
+_TAGS = r"(?:think|thinking|reasoning)"
+_TRACE_RE = re.compile(rf"<{_TAGS}>(.*?)</{_TAGS}>", re.S | re.I)
+_OPEN_RE = re.compile(rf"<{_TAGS}>", re.I)
+_CLOSE_RE = re.compile(rf"</{_TAGS}>", re.I)
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """``(answer, trace)``: the response without its reasoning traces, and the traces."""
+    if not text or "<" not in text:
+        return text, ""
+    traces = [m.group(1) for m in _TRACE_RE.finditer(text)]
+    answer = _TRACE_RE.sub("", text)
+    closes = list(_CLOSE_RE.finditer(answer))
+    if closes:  # the opening tag was part of the prompt (chat template): all before is trace
+        last = closes[-1]
+        traces.insert(0, answer[: last.start()])
+        answer = answer[last.end() :]
+    opened = _OPEN_RE.search(answer)
+    if opened:  # unterminated: the model stopped while still thinking
+        traces.append(answer[opened.end() :])
+        answer = answer[: opened.start()]
+    return answer, "".join(traces)
 
 
 @dataclass(frozen=True)
@@ -90,10 +118,26 @@ def _select(tree: ast.Module, version: int | None) -> ast.FunctionDef | None:
     return eqs[-1]
 
 
+def reasoning_record(text: str, completion_tokens: int | None, known: dict) -> dict:
+    """What a sample's record says about its reasoning trace (merged with what the API reported)."""
+    trace = len(split_reasoning(text)[1]) if text else 0
+    out: dict = {}
+    if trace:
+        out["reasoning_chars"] = (known.get("reasoning_chars") or 0) + trace
+        if known.get("reasoning_tokens") is None and completion_tokens:
+            out["reasoning_tokens"] = round(completion_tokens * trace / max(1, len(text)))
+            out["reasoning_estimated"] = True
+    return out
+
+
 def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None) -> Extracted:
     """Parse a model response into full source of ``def equation(<inputs>, params)``."""
     if not text or not text.strip():
         return Extracted(None, "parse:empty", "the response is empty")
+    text, trace = split_reasoning(text)
+    if not text.strip():
+        return Extracted(None, "parse:reasoning-only", f"the response is a reasoning trace ({len(trace)} "
+                         "characters) with no answer after it; raise --max-tokens")
     header = f"def equation({', '.join(spec.input_names)}, params):"
     candidates = _code_blocks(text) or [text]
     # Prefer a block that defines an equation function.

@@ -69,6 +69,10 @@ class LLMBackend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or models."""
 
+    def status(self) -> str | None:
+        """What the backend is waiting on right now, for live views ("rate-limited, waiting 8s")."""
+        return None
+
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "prompt_style": self.prompt_style}
 
@@ -100,6 +104,9 @@ class WrappedBackend(LLMBackend):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    def status(self) -> str | None:
+        return self.inner.status()
 
     def describe(self) -> dict[str, object]:
         return self.inner.describe()

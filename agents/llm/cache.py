@@ -4,7 +4,8 @@ The key of one response is the hash of (backend name, model, the prompt as rende
 the backend's style, the sampling parameters, the seed, the sample's index among the n
 asked for). Only seeded calls are cached: with a seed the call is meant to be repeatable,
 so re-running an experiment returns the same responses and costs nothing. The loop always
-passes a seed (``run.seed`` + sample index), so the cache is on by default; ``--no-cache``
+passes a seed (reserved per request from the run's seed counter, see
+agents/loop.py), so the cache is on by default; ``--no-cache``
 or ``BackendOptions(cache=False)`` turns it off, ``EQFORGE_CACHE_DIR`` moves it.
 
 Each entry is one small JSON file under ``<dir>/<key[:2]>/<key>.json``, written atomically,

@@ -46,6 +46,9 @@ class EnsembleBackend(LLMBackend):
                 "members": [{**m.describe(), "weight": w / total, "prompts": k}
                             for m, w, k in zip(self.members, self.weights, self.routed, strict=True)]}
 
+    def status(self) -> str | None:
+        return next((s for m in self.members if (s := m.status())), None)
+
     def choose(self) -> int:
         return self.rng.choices(range(len(self.members)), weights=self.weights)[0]
 

@@ -1,9 +1,17 @@
 """Backends for hosted OpenAI models and any server speaking the OpenAI API.
 
-Both go through the official ``openai`` async client with a request timeout, a bounded
-number of retries with exponential backoff on 429/5xx/connection errors, and a
-concurrency limit. Errors that retrying cannot fix (missing key, bad URL after retries,
-unknown model) become one-line ``BackendError``s that stop the run cleanly; errors that
+Both go through the official ``openai`` async client with a request timeout. What goes
+into a request follows the model's capabilities (``capabilities``): reasoning models get
+``max_completion_tokens`` with headroom for their hidden reasoning and no sampling
+settings they would reject. When a server still refuses a parameter with a 400 that names
+it, the backend adapts once (drop it, rename ``max_tokens``, split ``n`` into single
+requests, fall back from chat to completion style for a model without a chat template
+under ``--prompt-style auto``), logs it in one line, records it in ``describe()`` (the
+run's summary) and retries. Rate limits go through a ``RateGate`` (``ratelimit``): waits as
+long as the API asks, fewer requests in flight while it pushes back, a patience in time.
+Other transient errors (5xx, connection) get a bounded number of retries with exponential
+backoff. Errors retrying cannot fix (missing key, unreachable server, unknown model,
+exhausted quota) become one-line ``BackendError``s that stop the run cleanly; errors that
 concern one request only (context length exceeded, empty answers) become per-sample
 failure reasons.
 """
@@ -15,9 +23,17 @@ import logging
 import os
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
-from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams
+from eqforge.agents.llm.base import COMPLETION_STOPS, Completion, LLMBackend, PromptStyle, SamplingParams
+from eqforge.agents.llm.capabilities import (
+    DEFAULT_REASONING_HEADROOM,
+    capabilities_for,
+    is_missing_chat_template,
+    refused_parameter,
+)
+from eqforge.agents.llm.ratelimit import RateGate, retry_after
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -34,11 +50,13 @@ class OpenAIBackend(LLMBackend):
         base_url: str | None = None,
         api_key: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
-        prompt_style: PromptStyle = "chat",
+        prompt_style: PromptStyle | str = "chat",
         concurrency: int = 8,
         timeout: float = 120.0,
         max_retries: int = 5,
         backoff: float = 1.0,
+        patience: float = 300.0,
+        reasoning_headroom: int = DEFAULT_REASONING_HEADROOM,
         label: str | None = None,
         native_n: bool = True,
     ) -> None:
@@ -55,47 +73,130 @@ class OpenAIBackend(LLMBackend):
                 )
             key = "EMPTY"  # local OpenAI-compatible servers usually accept any key
         self._openai = openai
-        self.client = openai.AsyncOpenAI(
-            api_key=key, base_url=base_url, timeout=timeout, max_retries=0
-        )
+        # the client's own retries are off: they would retry 429s invisibly (see ratelimit)
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
         self.model = model
         self.base_url = base_url
-        self.prompt_style = prompt_style
+        self.name = label or (f"openai:{model}" if base_url is None else f"openai-compatible:{model}")
+        self.caps = capabilities_for(model)
+        self.adaptations: list[dict[str, str]] = []
+        self.auto_style = prompt_style == "auto"
+        if prompt_style == "auto":
+            self.prompt_style: PromptStyle = "completion" if self.caps.base else "chat"
+            if self.caps.base:
+                self._adapt("prompt_style", "completion", f"{model} is a base model (no chat template)")
+        else:
+            self.prompt_style = prompt_style  # type: ignore[assignment]
         self.max_concurrency = concurrency
-        self._sem = asyncio.Semaphore(concurrency)
+        self.gate = RateGate(concurrency, patience=patience, backoff=backoff)
         self.max_retries = max_retries
         self.backoff = backoff
+        self.patience = patience
+        self.reasoning_headroom = reasoning_headroom
         self.native_n = native_n
-        self.name = label or (f"openai:{model}" if base_url is None else f"openai-compatible:{model}")
+        self.length_param = self.caps.length_param
+        self.omit: set[str] = set()
+        if not self.caps.sampling:
+            self.omit |= {"temperature", "top_p"}
+        if not self.caps.stop:
+            self.omit.add("stop")
+        self._noted_table = False
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "model": self.model, "base_url": self.base_url}
+        out = {**super().describe(), "model": self.model, "base_url": self.base_url, "model_kind": self.caps.kind}
+        if self.adaptations:
+            out["adaptations"] = list(self.adaptations)
+        if self.gate.rate_limited:
+            out["rate_limited"] = self.gate.rate_limited
+        return out
+
+    def status(self) -> str | None:
+        return self.gate.status()
+
+    # -- adapting to what the server accepts -----------------------------------------------
+    def _adapt(self, param: str, action: str, why: str) -> None:
+        """Record (in describe(), hence the run's summary) and log one adaptation."""
+        self.adaptations.append({"param": param, "action": action, "reason": why[:200]})
+        log.warning("%s: %s -> %s (%s)", self.name, param, action, why[:200])
+
+    def _note_table(self, sampling: SamplingParams) -> None:
+        """Say once which of the run's settings the capability table keeps from the API."""
+        self._noted_table = True
+        skipped = []
+        if "temperature" in self.omit and sampling.temperature != 1.0:
+            skipped.append(f"temperature {sampling.temperature:g}")
+        if "top_p" in self.omit and sampling.top_p != 1.0:
+            skipped.append(f"top_p {sampling.top_p:g}")
+        if skipped:
+            self._adapt("sampling", "not sent", f"{self.model} is a {self.caps.kind} model that accepts only the "
+                        f"default; {' and '.join(skipped)} not applied")
+
+    def _refusal(self, param: str, message: str, sampling: SamplingParams) -> bool:
+        """Adapt to a 400 that refuses ``param``; False when there is nothing left to change."""
+        if param == "n":
+            if not self.native_n:
+                return False
+            self.native_n = False
+            self._adapt("n", "one request per sample", message)
+        elif param == "max_tokens":
+            if self.length_param == "max_completion_tokens":
+                return False
+            self.length_param = "max_completion_tokens"
+            self._adapt("max_tokens", f"max_completion_tokens (+{self.reasoning_headroom} reasoning headroom)",
+                        message)
+        else:
+            if param in self.omit:
+                return False
+            self.omit.add(param)
+            value = getattr(sampling, param, None)
+            self._adapt(param, "not sent", f"{message}; the run's {param} {value!r} is not applied")
+        return True
+
+    def _params(self, sampling: SamplingParams, n: int, style: PromptStyle) -> dict[str, Any]:
+        p: dict[str, Any] = {"model": self.model}
+        if n != 1 or self.native_n:
+            p["n"] = n
+        if style == "completion":  # the legacy endpoint knows only max_tokens
+            p["max_tokens"] = sampling.max_tokens
+        elif self.length_param == "max_completion_tokens":
+            reasoning = self.caps.reasoning or any(a["param"] == "max_tokens" for a in self.adaptations)
+            p["max_completion_tokens"] = sampling.max_tokens + (self.reasoning_headroom if reasoning else 0)
+        else:
+            p["max_tokens"] = sampling.max_tokens
+        for name in ("temperature", "top_p"):
+            if name not in self.omit:
+                p[name] = getattr(sampling, name)
+        if sampling.seed is not None and "seed" not in self.omit:
+            p["seed"] = sampling.seed
+        stop = sampling.stop or (COMPLETION_STOPS if style == "completion" else ())
+        if stop and "stop" not in self.omit:
+            p["stop"] = list(stop)[:4]
+        return p
 
     # -- one HTTP request, with retries ----------------------------------------------------
     async def _request(self, prompt: Prompt, sampling: SamplingParams, n: int) -> Any:
         o = self._openai
-        common: dict[str, Any] = {
-            "model": self.model,
-            "n": n,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-        }
-        if sampling.seed is not None:
-            common["seed"] = sampling.seed
-        if sampling.stop:
-            common["stop"] = list(sampling.stop)[:4]
+        if not self._noted_table:
+            self._note_table(sampling)
         attempt = 0
         while True:
+            style = self.prompt_style
+            params = self._params(sampling, n, style)
+            started = await self.gate.acquire()
+            outcome: dict[str, Any] = {}
             try:
-                async with self._sem:
-                    if self.prompt_style == "completion":
-                        return await self.client.completions.create(
-                            prompt=prompt.completion, **common
-                        )
-                    return await self.client.chat.completions.create(
-                        messages=prompt.messages, **common
-                    )
+                if style == "completion":
+                    resp = await self.client.completions.create(prompt=prompt.completion, **params)
+                else:
+                    resp = await self.client.chat.completions.create(messages=prompt.messages, **params)
+                outcome["ok"] = True
+                return _Answer(resp, style)
+            except o.RateLimitError as exc:
+                if _code(exc) == "insufficient_quota":
+                    raise BackendError(f"{self.name}: quota exhausted ({_msg(exc)}); check the plan and billing "
+                                       "of this API key") from None
+                outcome.update(limited=True, wait=retry_after(getattr(exc.response, "headers", None)))
+                limit_msg = _msg(exc)
             except o.AuthenticationError as exc:
                 raise BackendError(f"{self.name}: authentication failed ({_msg(exc)}); check the API key") from None
             except o.NotFoundError as exc:
@@ -103,12 +204,24 @@ class OpenAIBackend(LLMBackend):
                     f"{self.name}: model or endpoint not found ({_msg(exc)}); check --model and --base-url"
                 ) from None
             except o.BadRequestError as exc:
-                text = _msg(exc).lower()
-                if "context" in text and ("length" in text or "window" in text or "token" in text):
-                    return _Failure("llm:context-length", _msg(exc))
-                return _Failure("llm:bad-request", _msg(exc))
-            except (o.RateLimitError, o.APIConnectionError, o.APITimeoutError,
-                    o.InternalServerError) as exc:
+                text = _msg(exc)
+                low = text.lower()
+                if "context" in low and ("length" in low or "window" in low or "token" in low):
+                    return _Failure("llm:context-length", text)
+                if style == "chat" and self.auto_style and is_missing_chat_template(text):
+                    self.prompt_style = "completion"
+                    self._adapt("prompt_style", "completion", f"the server has no chat template for {self.model}: "
+                                f"{text}")
+                    continue
+                param = refused_parameter(text, _param(exc))
+                if param == "n" and n > 1:  # (a request sent before another one's refusal too)
+                    if self.native_n:
+                        self._refusal("n", text, sampling)
+                    return _NEEDS_SINGLE
+                if param is not None and param != "n" and self._refusal(param, text, sampling):
+                    continue
+                return _Failure("llm:bad-request", text)
+            except (o.APIConnectionError, o.APITimeoutError, o.InternalServerError) as exc:
                 attempt += 1
                 if attempt > self.max_retries:
                     where = self.base_url or "api.openai.com"
@@ -117,26 +230,38 @@ class OpenAIBackend(LLMBackend):
                             f"{self.name}: cannot reach {where} after {attempt} attempts "
                             f"({type(exc).__name__}); is the server running?"
                         ) from None
-                    raise BackendError(
-                        f"{self.name}: giving up after {attempt} attempts ({_msg(exc)})"
-                    ) from None
+                    raise BackendError(f"{self.name}: giving up after {attempt} attempts ({_msg(exc)})") from None
                 delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
                 log.warning("%s: %s; retry %d in %.1fs", self.name, type(exc).__name__, attempt, delay)
-                await asyncio.sleep(delay)
+                outcome["delay"] = delay
             except o.APIStatusError as exc:
                 raise BackendError(f"{self.name}: server error {exc.status_code} ({_msg(exc)})") from None
+            finally:
+                pause = await self.gate.release(started, ok=bool(outcome.get("ok")),
+                                                limited=bool(outcome.get("limited")), wait=outcome.get("wait"))
+            if outcome.get("limited"):
+                waited = self.gate.limited_for()
+                if waited + pause > self.patience:
+                    raise BackendError(
+                        f"{self.name}: still rate-limited after {waited:.0f}s, past the patience of "
+                        f"{self.patience:.0f}s ({limit_msg}); raise --patience or lower --concurrency") from None
+                log.warning("%s: rate-limited (429), waiting %.1fs; %d request(s) in flight allowed",
+                            self.name, pause, self.gate.allowed)
+            elif "delay" in outcome:
+                await asyncio.sleep(outcome["delay"])
 
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
         start = time.perf_counter()
         out: list[Completion] = []
-        if self.native_n:
+        if self.native_n or sampling.n == 1:
             resp = await self._request(prompt, sampling, sampling.n)
-            out.extend(self._completions(resp, start, sampling.n))
-        # Servers that ignore ``n`` (llama.cpp) return fewer choices: ask for the rest
-        # concurrently, one per request.
+            if resp is not _NEEDS_SINGLE:
+                out.extend(self._completions(resp, start, sampling.n))
+        # Servers that ignore ``n`` (llama.cpp) return fewer choices, and some refuse n > 1:
+        # ask for the rest concurrently, one per request, choice i with seed + i.
         missing = sampling.n - len(out)
         if missing > 0:
-            have = len(out)  # the first request used ``seed``: continue from seed + have
+            have = len(out)
             resps = await asyncio.gather(
                 *(self._request(prompt, _with_seed(sampling, have + i), 1) for i in range(missing))
             )
@@ -149,33 +274,53 @@ class OpenAIBackend(LLMBackend):
         if isinstance(resp, _Failure):
             return [Completion(text="", model=self.name, error=resp.reason, latency=latency,
                                extra={"detail": resp.detail}) for _ in range(n)]
+        style = resp.style
+        resp = resp.response
         usage = getattr(resp, "usage", None)
-        choices = list(resp.choices or [])
+        choices = list(getattr(resp, "choices", None) or [])
         k = max(1, len(choices))
         p_tok = getattr(usage, "prompt_tokens", None)
         c_tok = getattr(usage, "completion_tokens", None)
+        details = getattr(usage, "completion_tokens_details", None)
+        r_tok = getattr(details, "reasoning_tokens", None) if details is not None else None
         out = []
         for ch in choices:
-            if self.prompt_style == "completion":
+            reasoning = None
+            if style == "completion":
                 text = getattr(ch, "text", "") or ""
             else:
                 msg = getattr(ch, "message", None)
                 text = (getattr(msg, "content", None) or "") if msg is not None else ""
+                reasoning = _reasoning_field(msg)
             finish = getattr(ch, "finish_reason", None)
             error = None
+            extra: dict[str, Any] = {"prompt_style": style}
+            if reasoning:
+                extra["reasoning_chars"] = len(reasoning)
+            if r_tok:
+                extra["reasoning_tokens"] = r_tok // k
             if not text.strip():
-                error = "llm:empty"
+                error = "llm:truncated" if finish == "length" else "llm:empty"
+                if finish == "length" and (reasoning or r_tok):
+                    extra["detail"] = ("the model spent its token budget on reasoning before answering; "
+                                       "raise --max-tokens")
             out.append(Completion(
                 text=text, model=self.name,
-                # usage covers all choices: split prompt tokens once, completion evenly
+                # usage covers all choices: prompt tokens once, completion (incl. reasoning) evenly
                 prompt_tokens=p_tok if ch is choices[0] else 0,
                 completion_tokens=(c_tok // k) if c_tok is not None else None,
-                finish_reason=finish, latency=latency, error=error,
+                finish_reason=finish, latency=latency, error=error, extra=extra,
             ))
         return out
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+class _Answer:
+    def __init__(self, response: Any, style: PromptStyle) -> None:
+        self.response = response
+        self.style = style
 
 
 class _Failure:
@@ -184,18 +329,48 @@ class _Failure:
         self.detail = detail[:300]
 
 
+_NEEDS_SINGLE = object()  # the server refused n > 1: ask again one sample per request
+
+
+def _reasoning_field(msg: Any) -> str | None:
+    """A separate reasoning trace (vLLM's ``reasoning_content``, others' ``reasoning``)."""
+    if msg is None:
+        return None
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(msg, name, None)
+        if value is None:
+            value = (getattr(msg, "model_extra", None) or {}).get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def _with_seed(sampling: SamplingParams, i: int) -> SamplingParams:
-    if sampling.seed is None:
-        return sampling
-    from dataclasses import replace
-
-    return replace(sampling, seed=sampling.seed + i)
+    out = replace(sampling, n=1)
+    return out if sampling.seed is None else replace(out, seed=sampling.seed + i)
 
 
-def _msg(exc: Exception) -> str:
+def _body_error(exc: Exception) -> dict[str, Any]:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:200]
+        if isinstance(err, dict):
+            return err
+    return {}
+
+
+def _param(exc: Exception) -> str | None:
+    value = _body_error(exc).get("param")
+    return str(value) if value else None
+
+
+def _code(exc: Exception) -> str | None:
+    value = _body_error(exc).get("code")
+    return str(value) if value else None
+
+
+def _msg(exc: Exception) -> str:
+    err = _body_error(exc)
+    if err.get("message"):
+        return str(err["message"])[:300]
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

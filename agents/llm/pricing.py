@@ -4,7 +4,8 @@ Prices are USD per 1M prompt ("input") and completion ("output") tokens, per mod
 from TOML: the table shipped with eqforge (``agents/llm/prices.toml``), then the user's
 ``~/.config/eqforge/prices.toml`` (``$XDG_CONFIG_HOME`` respected), then ``--prices FILE``;
 later files extend and override earlier ones. A model missing from the table costs 0 and a
-note is logged once. In-process and replayed models always cost 0.
+note is logged once; with ``--max-cost`` such a model refuses to start instead (a budget that
+can never trigger is worse than none). In-process and replayed models always cost 0.
 """
 
 from __future__ import annotations
@@ -96,12 +97,17 @@ class PriceTable:
 class PricedBackend(WrappedBackend):
     """Set ``Completion.cost`` from the token counts and the price table."""
 
-    def __init__(self, inner: LLMBackend, table: PriceTable) -> None:
+    def __init__(self, inner: LLMBackend, table: PriceTable, *, require: bool = False) -> None:
         super().__init__(inner)
         self.table = table
         kind = inner.name.partition(":")[0]
         self.free = kind in FREE_KINDS
         self.model = str(inner.describe().get("model") or inner.name.partition(":")[2] or inner.name)
+        if require and not self.free and table.lookup(self.model) is None:
+            # with no price every response costs 0 and a cost budget would never trigger
+            raise ConfigError(f"--max-cost: no price known for model {self.model!r}; give its USD per 1M "
+                              "input/output tokens with --prices FILE (see agents/llm/prices.toml; 0 for a "
+                              "free local server)")
 
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
         out = await self.inner.generate(prompt, sampling)

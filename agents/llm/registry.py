@@ -26,6 +26,13 @@ class BackendOptions:
     max_retries: int = 5
     #: first retry delay in seconds (doubled each retry, with jitter); tests make it tiny
     backoff: float = 1.0
+    #: seconds a hosted API may keep rate-limiting (429) without one success before the run
+    #: stops; the waits follow the API's Retry-After
+    patience: float = 300.0
+    #: extra completion tokens for reasoning models' hidden reasoning (max_completion_tokens)
+    reasoning_headroom: int = 8192
+    #: refuse to build a priced backend whose model has no known price (set with --max-cost)
+    require_price: bool = False
     prompt_style: str = "auto"
     replay_start: int = 0
     #: the response cache: on by default (used only for seeded, i.e. deterministic, calls)
@@ -82,9 +89,10 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> LLMBackend
                 raise BackendError("--llm openai-compatible needs --model (the name the server serves)")
         return OpenAIBackend(
             model, base_url=options.base_url, api_key_env=options.api_key_env,
-            prompt_style="completion" if style == "completion" else "chat",
+            prompt_style=style if style in ("chat", "completion") else "auto",
             concurrency=options.concurrency, timeout=options.timeout,
-            max_retries=options.max_retries, backoff=options.backoff,
+            max_retries=options.max_retries, backoff=options.backoff, patience=options.patience,
+            reasoning_headroom=options.reasoning_headroom,
         )
     if kind == "local":
         try:
@@ -107,7 +115,7 @@ def wrap_backend(backend: LLMBackend, options: BackendOptions | None = None) -> 
     from eqforge.agents.llm.pricing import PricedBackend, PriceTable
 
     options = options or BackendOptions()
-    out: LLMBackend = PricedBackend(backend, PriceTable.load(options.prices))
+    out: LLMBackend = PricedBackend(backend, PriceTable.load(options.prices), require=options.require_price)
     if options.cache and backend.cacheable:
         # outside the prices: entries keep what a response cost; a cache hit costs 0
         out = CachedBackend(out, ResponseCache(options.cache_dir))
