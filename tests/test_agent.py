@@ -80,6 +80,10 @@ def test_tools_api_episode_against_a_canned_server(tmp_path, llmsr_data):
     assert summary["strategy"] == "agent" and summary["best"]["episode"] == "e1"
     assert summary["best"]["nmse"]["test_ood"] < 1e-6
     assert summary["tokens"]["prompt"] == 300  # every turn counted, not only those with samples
+    assert main(["report", str(out), "--format", "markdown"]) == 0
+    report = (out / "report.md").read_text()
+    assert "## How the best equation was found (agent episode e1)" in report
+    assert "- `submit → s2`" in report and "correlation matrix" in report
 
 
 def test_text_protocol_with_replay_and_resume(tmp_path, llmsr_data):
