@@ -139,7 +139,8 @@ class Factory:
                     seccomp.install()
             except OSError:
                 os._exit(72)
-            arm = runtime.install_audit_hook(viol_w)
+            if self.setup.audit_hook:
+                arm = runtime.install_audit_hook(viol_w)
         runner = self.runners[spawn.runner]
         failure: messages.Reply | None = None
         fn = None

@@ -185,6 +185,7 @@ class Setup:
     address_space_limit: bool = True
     harden: bool = True
     isolate_network: bool = True
+    audit_hook: bool = True  # off only in tests that show what the kernel layers hold alone
     warmup: str | None = None  # a driver-side "module:function" run once, in the zygote
     version: int = VERSION
 
