@@ -133,25 +133,29 @@ async def tools_turn(backend: LLMBackend, messages: list[dict[str, Any]],
     """One turn over the OpenAI tools API, with the backend's bounded retries."""
     inner, priced = _unwrap(backend)
     o = inner._openai
-    kwargs: dict[str, Any] = {"model": inner.model, "messages": messages, "tools": TOOLS,
-                              "temperature": sampling.temperature, "top_p": sampling.top_p,
-                              "max_tokens": sampling.max_tokens}
-    if sampling.seed is not None:
-        kwargs["seed"] = sampling.seed
+    # the backend's own parameter rules (reasoning models, refused parameters) and rate gate
+    kwargs: dict[str, Any] = {**inner._params(sampling, 1, "chat"), "messages": messages,
+                              "tools": TOOLS}
+    kwargs.pop("n", None)
     t0 = time.monotonic()
     for attempt in range(inner.max_retries + 1):
+        started = await inner.gate.acquire()
+        ok = limited = False
         try:
-            async with inner._sem:
-                resp = await inner.client.chat.completions.create(**kwargs)
+            resp = await inner.client.chat.completions.create(**kwargs)
+            ok = True
             break
         except (o.RateLimitError, o.APIConnectionError, o.APITimeoutError, o.InternalServerError) as exc:
+            limited = isinstance(exc, o.RateLimitError)
             if attempt >= inner.max_retries:
                 raise BackendError(f"{inner.name}: giving up after {attempt + 1} attempts "
                                    f"({type(exc).__name__})") from None
-            await asyncio.sleep(inner.backoff * (2 ** attempt) * (0.5 + random.random()))
         except o.APIStatusError as exc:
             raise BackendError(f"{inner.name}: the tools API request failed "
                                f"({exc.status_code}: {str(exc)[:200]})") from None
+        finally:
+            pause = await inner.gate.release(started, ok=ok, limited=limited)
+        await asyncio.sleep(max(pause, inner.backoff * (2 ** attempt) * (0.5 + random.random())))
     choice = resp.choices[0]
     msg = choice.message
     calls = []
