@@ -113,6 +113,24 @@ class OpenAIBackend(LLMBackend):
     def status(self) -> str | None:
         return self.gate.status()
 
+    @property
+    def _sem(self) -> _GateSlot:
+        """``async with backend._sem:`` holds one request slot of the rate gate (older callers)."""
+        return _GateSlot(self.gate)
+
+    async def chat_raw(self, messages: list[dict[str, Any]], sampling: SamplingParams, **extra: Any) -> Any:
+        """One chat request with extra fields (``tools=...``), returning the client's response.
+
+        It goes through the same machinery as ``generate``: the capability table and one-time
+        fallbacks, the rate gate and its patience, bounded retries; failures that concern this
+        request only raise ``BackendError`` with the reason.
+        """
+        prompt = Prompt(completion="", messages=messages, version=0)
+        resp = await self._request(prompt, replace(sampling, n=1), 1, extra=extra, style="chat")
+        if isinstance(resp, _Failure):
+            raise BackendError(f"{self.name}: the request failed ({resp.reason}: {resp.detail})")
+        return resp.response
+
     # -- adapting to what the server accepts -----------------------------------------------
     def _adapt(self, param: str, action: str, why: str) -> None:
         """Record (in describe(), hence the run's summary) and log one adaptation."""
@@ -174,14 +192,16 @@ class OpenAIBackend(LLMBackend):
         return p
 
     # -- one HTTP request, with retries ----------------------------------------------------
-    async def _request(self, prompt: Prompt, sampling: SamplingParams, n: int) -> Any:
+    async def _request(self, prompt: Prompt, sampling: SamplingParams, n: int, *,
+                       extra: dict[str, Any] | None = None, style: PromptStyle | None = None) -> Any:
         o = self._openai
         if not self._noted_table:
             self._note_table(sampling)
         attempt = 0
+        fixed_style = style
         while True:
-            style = self.prompt_style
-            params = self._params(sampling, n, style)
+            style = fixed_style or self.prompt_style
+            params = {**self._params(sampling, n, style), **(extra or {})}
             started = await self.gate.acquire()
             outcome: dict[str, Any] = {}
             try:
@@ -208,7 +228,7 @@ class OpenAIBackend(LLMBackend):
                 low = text.lower()
                 if "context" in low and ("length" in low or "window" in low or "token" in low):
                     return _Failure("llm:context-length", text)
-                if style == "chat" and self.auto_style and is_missing_chat_template(text):
+                if style == "chat" and self.auto_style and fixed_style is None and is_missing_chat_template(text):
                     self.prompt_style = "completion"
                     self._adapt("prompt_style", "completion", f"the server has no chat template for {self.model}: "
                                 f"{text}")
@@ -315,6 +335,19 @@ class OpenAIBackend(LLMBackend):
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+class _GateSlot:
+    def __init__(self, gate: RateGate) -> None:
+        self.gate = gate
+        self.started = 0.0
+
+    async def __aenter__(self) -> _GateSlot:
+        self.started = await self.gate.acquire()
+        return self
+
+    async def __aexit__(self, exc_type: Any, *rest: Any) -> None:
+        await self.gate.release(self.started, ok=exc_type is None)
 
 
 class _Answer:
