@@ -117,6 +117,7 @@ class FitOptions:
     final_iters: int = 2  # ... then LM evaluations per free param (+1) on all rows
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
+    ones_basin: bool = True  # always polish LLM-SR's own start (ones) on all rows too (off: ablation)
 
 
 class _OutOfTime(Exception):
@@ -521,6 +522,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
     # 1. screen the starts, then LM from the most promising few (and from ones over all used
     #    params), until two runs agree on the minimum.
     found: list[tuple[float, np.ndarray]] = []  # (loss on the subsample, theta) of LM runs
+    ones_seed = np.ones(k)  # where LLM-SR's own start (ones, all used params) has got to
     runs = 0
     best_loss, best_theta = np.inf, np.ones(free.size)
     try:
@@ -543,6 +545,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
             try:
                 q, _, _ = _lm(plain, np.ones(k), tol=opts.explore_tol, max_nfev=opts.explore_iters * (k + 1))
                 runs += 1
+                ones_seed = q
                 found.append((sub.loss(q[free]), q[free]))
                 best_loss, best_theta = found[-1]
             except (ValueError, np.linalg.LinAlgError):
@@ -558,6 +561,8 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
             except (ValueError, np.linalg.LinAlgError):
                 theta, value = theta0, sub.loss(theta0)
             found.append((value, theta))
+            if lin.size == 0 and np.array_equal(theta0, np.ones(free.size)):
+                ones_seed = theta  # no affine params: the free params are all the used ones
             if value < best_loss:
                 best_loss, best_theta = value, theta
             if runs >= 2 and sum(agree(v, best_loss) for v, _ in found) >= 2:
@@ -646,6 +651,28 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
         pass
     except _OutOfTime:
         notes.append("time budget reached in the final refit")
+
+    # 4. LLM-SR's own basin, always: descent from ones over all used params, polished to
+    #    convergence on all rows (the subsample and the early agreement of other starts can
+    #    hide that this basin is the better one on all rows). Kept when it is lower.
+    if opts.ones_basin and free.size and true_loss > atol and time.perf_counter() < start_time + budget:
+        try:
+            q = ones_seed
+            evals = max(opts.polish_min, opts.polish_iters * (k + 1))
+            if mid is not None:
+                plain_mid = objective(mid.rows, np.empty(0, int), budget)
+                plain_mid.model_many = sub.model_many
+                q, _, _ = _lm(plain_mid, q, tol=opts.polish_tol, max_nfev=evals)
+            plain_full.model_many = sub.model_many
+            q, _, _ = _lm(plain_full, q, tol=opts.polish_tol, max_nfev=evals)
+            value = objective(None, np.empty(0, int), np.inf, exact=True).plain_loss(q)
+            if value < true_loss:
+                p, true_loss = q, value
+                method += "+ones"
+        except (ValueError, np.linalg.LinAlgError):
+            pass
+        except _OutOfTime:
+            notes.append("time budget reached polishing the start from ones")
     full = full0.copy()
     full[idx] = p
     loss = _mse(model(full, None), y)

@@ -221,3 +221,57 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, llmsr_data: Path) -> No
     assert cmp["compared"] == 1 and cmp["worse"] == 0
     assert report["failing_programs"]["001:b"]["eqforge"] == "syntax"
     assert report["summary"]["ratio_1"] > 0
+
+
+# -- never worse than LLM-SR's path on non-convex growth models -----------------------------
+
+_GSIG = "def equation(B, S, T, pH, params):\n"
+GROWTH_MODELS = {
+    "ratkowsky-monod-gauss": _GSIG
+    + "    r = (params[0] * (T - params[1] * 0.2)) ** 2 * (1 - np.exp(params[2] * (T - params[3] * 2.2)))\n"
+    + "    return params[4] * B * r * S / (params[5] + S) * np.exp(-params[6] * (pH - params[7]) ** 2)\n",
+    "sqrt-ratkowsky": _GSIG
+    + "    sq = np.sqrt(np.abs(T - 0.2 * params[1])) * (1 - np.exp(params[2] * (T - 2.2 * params[3])))\n"
+    + "    return params[0] * B * sq ** 2 * S / (params[4] + S) * np.exp(-params[5] * (pH - params[6]) ** 2)\n",
+    "log-linear-in-exp": _GSIG
+    + "    return B * np.exp(params[0] * np.log(S) + params[1] * T + params[2] * pH - params[3] * pH ** 2"
+    + " + params[4] * np.log(T))\n",
+    "monod-gauss-gauss": _GSIG
+    + "    return params[0] * B * S / (params[1] + S) * np.exp(-params[2] * (T - params[3]) ** 2)"
+    + " * np.exp(-params[4] * (pH - params[5]) ** 2)\n",
+}
+# A search crippled on purpose (few starts, a tiny misleading subsample, short polish): what
+# keeps it never worse is LLM-SR's own start polished to convergence on all rows.
+CRIPPLED = {"screen": 3, "sweep": 0, "starts": 1, "screen_rows": 12, "polish_rows": None, "polish_iters": 1,
+            "polish_min": 2, "explore_iters": 1}
+
+
+def _growth_data(code: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = np.c_[rng.uniform(0.1, 2, n), rng.uniform(0.1, 3, n), rng.uniform(0.5, 2.0, n), rng.uniform(0.3, 2.0, n)]
+    true = np.array([1.05, 0.95, 1.1, 0.9, 1.02, 0.97, 1.08, 0.93, 1.0, 1.0])
+    with np.errstate(all="ignore"):
+        y = _fn(code)(*X.T, true) + rng.normal(0, 0.02, n)
+    return X, y
+
+
+@pytest.mark.parametrize("name", sorted(GROWTH_MODELS))
+@pytest.mark.parametrize("search", ["default", "crippled"])
+def test_never_worse_than_bfgs_from_ones_on_growth_models(name: str, search: str) -> None:
+    code = GROWTH_MODELS[name]
+    X, y = _growth_data(code)
+    ref = _llmsr_bfgs(code, X, y)
+    extra = {"subsample": 25, "fit_options": CRIPPLED} if search == "crippled" else {}
+    _, loss = _run(code, X, y, **extra)
+    assert loss <= ref.fun * (1 + 1e-6), (loss, ref.fun)
+
+
+def test_never_worse_on_the_real_bactgrow_data(llmsr_data: Path) -> None:
+    d = np.loadtxt(llmsr_data / "bactgrow" / "train.csv", delimiter=",", skiprows=1)
+    X, y = d[:, :4], d[:, 4]
+    for name, code in GROWTH_MODELS.items():
+        ref = _llmsr_bfgs(code, X, y)
+        _, loss = _run(code, X, y)
+        if np.isfinite(ref.fun):
+            assert loss <= ref.fun * (1 + 1e-6), (name, loss, ref.fun)
