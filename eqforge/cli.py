@@ -30,6 +30,8 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fitter", choices=["default", "llmsr"], help="parameter fitting procedure")
     p.add_argument("--max-params", type=int, help="most params a program may use (default 10)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run the sandbox pools on a Ray cluster's nodes ('local' starts one; needs [ray])")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +150,7 @@ def _config_from(args: argparse.Namespace):  # noqa: ANN202
                 "max_seconds": g("max_seconds"), "target_score": g("target_score"),
                 "max_cost": g("max_cost")},
         "evaluator": {"timeout": g("timeout"), "workers": g("workers"), "fitter": g("fitter"),
-                      "max_params": g("max_params")},
+                      "max_params": g("max_params"), "ray": g("ray")},
         "database": {"islands": g("islands")},
         "sampler": {"samples_per_prompt": g("samples_per_prompt"),
                     "temperature": g("temperature"), "max_tokens": g("max_tokens"),

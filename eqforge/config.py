@@ -77,6 +77,10 @@ class EvaluatorConfig(_Frozen):
         None, gt=0, description="seconds the fitter may spend per candidate; default half the timeout"
     )
     allowed_imports: tuple[str, ...] = ()
+    ray: str | None = Field(
+        None, description="Ray address ('local' or host:port): sandbox pools run on the cluster's "
+        "nodes as Ray actors (the [ray] extra); workers = 0 then means every CPU of the cluster"
+    )
 
 
 class RunConfig(_Frozen):

@@ -144,8 +144,12 @@ class Evaluator:
             )
             trusted = TrustedData({"y_train": np.asarray(self.problem.train.y, float),
                                    "extremes": _extremes(self.problem.train.X)})
-            workers = self.config.workers or default_workers()
-            self._pool = SandboxPool(setup, trusted, workers=workers)
+            if self.config.ray:  # the same pools, on the nodes of a Ray cluster
+                from eqforge.sandbox.distributed import DistributedPool
+
+                self._pool = DistributedPool(self.config.ray, setup, trusted, workers=self.config.workers)
+            else:
+                self._pool = SandboxPool(setup, trusted, workers=self.config.workers or default_workers())
         return self._pool
 
     def close(self) -> None:

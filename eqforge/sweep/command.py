@@ -61,7 +61,7 @@ def sweep(source: str, *, out: str | None = None, parallel: int | None = None, r
     resolved = resolve(load_sweep_file(sweep_file), base=sweep_file.parent.resolve(), source=str(sweep_file))
     user_workers = int(resolved.file.overrides.get("evaluator", {}).get("workers", 0) or 0)
     if ray:
-        from eqforge.sweep.ray import RayExecutor
+        from eqforge.sweep.ray_executor import RayExecutor
 
         workers = user_workers or 1
         executor: Any = RayExecutor(ray, cpus_per_run=workers, parallel=parallel)
