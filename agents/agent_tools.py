@@ -12,6 +12,9 @@ stay anonymised here too).
 
 from __future__ import annotations
 
+import asyncio
+import textwrap
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -109,9 +112,32 @@ async def score_candidate(loop: DiscoveryLoop, code: str, base: dict[str, Any], 
 
 
 async def analyze(loop: DiscoveryLoop, code: str) -> str:
-    """The model's numpy analysis, run in the sandbox on the training split."""
-    runner = getattr(loop.evaluator, "analyze", None)
-    if runner is None:
-        return "analyze is not available with this evaluator"
-    reply = await runner(code)
-    return truncate(reply)
+    """The model's numpy analysis, run in the sandbox on the training split only.
+
+    The code becomes the body of ``analysis(<inputs>, <target>)`` and is checked against the
+    candidates' policy, then run as a one-shot sandbox job (same limits, timeout and kernel
+    walls as candidates) with the training columns and target as its arguments. What it
+    printed (and a returned value) comes back as text; no score is ever computed from it.
+    """
+    from eqforge.evaluator.runner import ANALYZE
+    from eqforge.sandbox.messages import Job
+    from eqforge.sandbox.policy import check
+
+    spec = loop.hook.prompt_spec
+    names = [*spec.input_names, spec.output.name]
+    body = textwrap.indent(textwrap.dedent(code).strip("\n"), "    ") or "    pass"
+    program = f"def analysis({', '.join(names)}):\n{body}\n"
+    violation = check(program, loop.evaluator.policy)
+    if violation is not None:
+        return f"refused by the sandbox policy: {violation.reason}: {violation.detail}"
+    train = loop.problem.train
+    arrays = {n: np.ascontiguousarray(train.X[:, j], float) for j, n in enumerate(spec.input_names)}
+    arrays[spec.output.name] = np.ascontiguousarray(train.y, float)
+    job = Job(id=("analyze", time.monotonic_ns()), program=program, entry="analysis",
+              runner=ANALYZE, arrays=arrays, timeout=min(loop.config.evaluator.timeout, 30.0))
+    outcome = await asyncio.wrap_future(loop.evaluator.pool.submit(job))
+    printed = outcome.output or ""
+    if not outcome.ok:
+        return truncate(f"{printed}\nthe analysis failed: {outcome.reason}: {outcome.detail}".strip())
+    value = str((outcome.payload or {}).get("text") or "")
+    return truncate((printed + (f"\nreturned: {value}" if value else "")).strip() or "(printed nothing)")

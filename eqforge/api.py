@@ -23,6 +23,7 @@ from eqforge.errors import EqforgeError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
 from eqforge.problems.registry import load_problem
 from eqforge.problems.spec import Problem
+from eqforge.prompts.strategy import runnable_strategy
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def discover(
             f"{out_dir} already holds a run; resume it with `eqforge run --resume {out_dir}` "
             "or choose another --out"
         )
+    runnable_strategy(config.sampler.strategy)  # an unknown strategy fails before any file
     backend = build_backend(spec, config)  # fails fast (missing key, bad spec) before any file
     recorder = RunRecorder(out_dir)
     recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eqforge.errors import ConfigError
 
@@ -52,14 +52,6 @@ class SamplerConfig(_Frozen):
         "(auto: tools for openai/openai-compatible chat backends, else text)")
     prompt_style: Literal["auto", "chat", "completion"] = "auto"
     concurrency: int = Field(4, ge=1, description="prompts in flight at once")
-
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, name: str) -> str:
-        from eqforge.prompts.strategy import runnable_strategy
-
-        runnable_strategy(name)  # a ConfigError naming the available ones
-        return name
 
 
 class EvaluatorConfig(_Frozen):

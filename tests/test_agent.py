@@ -123,3 +123,37 @@ def test_time_budget_stops_episodes_cleanly(tmp_path, llmsr_data, limit):
     assert _run(out, llmsr_data, ["--llm", f"replay:{replay}"], "--samples", "50", *limit) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "time budget" and summary["samples"] < 50
+
+
+def test_hostile_analysis_is_contained(tmp_path, llmsr_data):
+    """analyze runs the model's code like a candidate: policy first, then the sandbox."""
+    marker = tmp_path / "escaped"
+    hostile = [
+        "import os\nos.system('touch " + str(marker) + "')",  # refused before it runs
+        "print(().__class__.__bases__[0].__subclasses__())",  # introspection: refused
+        "np.savetxt('" + str(marker) + "', a)",  # file output through numpy: refused
+        "print(np.ma.extras.ma.inspect.stack())",  # reached at runtime: blocked by the guard
+        "big = np.ones((1 << 31,))\nprint(big.sum())",  # 16 GiB: the memory limit
+        "while True:\n    pass",  # the timeout
+    ]
+    turns = [f"Action: analyze\n```python\n{h}\n```" for h in hostile]
+    turns.append("Action: analyze\n```python\nprint('rows', len(x), 'corr', np.corrcoef(x, a)[0, 1])\n```")
+    turns.append(f"Action: submit\n```python\n{LINEAR}```")
+    replay = tmp_path / "hostile.jsonl"
+    replay.write_text("".join(json.dumps({"response": t}) + "\n" for t in turns))
+    out = tmp_path / "h"
+    assert _run(out, llmsr_data, ["--llm", f"replay:{replay}"], "--samples", "1", "--timeout", "4",
+                "--agent-turns", "10") == 0
+    results = [r for t in _read(out, "turns.jsonl") for r in t.get("results") or []]
+    analyses = [r["result"] for r in results if r["name"] == "analyze"]
+    assert len(analyses) == 7
+    assert analyses[0].startswith("refused by the sandbox policy: policy:import")
+    assert analyses[1].startswith("refused by the sandbox policy")
+    assert analyses[2].startswith("refused by the sandbox policy")
+    assert "the analysis failed: policy:runtime" in analyses[3]
+    assert "the analysis failed" in analyses[4]
+    assert "the analysis failed: timeout" in analyses[5]
+    assert analyses[6].startswith("rows 10000 corr -0.95")  # training split only
+    assert not marker.exists()
+    samples = [r for r in _read(out, "samples.jsonl") if r["source"] == "llm"]
+    assert len(samples) == 1 and samples[0]["tool"] == "submit"  # analyses are never samples
