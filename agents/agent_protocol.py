@@ -11,16 +11,13 @@ answer). Both paths return one ``ModelTurn`` so the episode logic does not care 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from eqforge.agents.llm.base import LLMBackend, SamplingParams, WrappedBackend
-from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
 TOOL_NAMES = ("describe_data", "analyze", "evaluate", "best_programs", "submit")
@@ -116,7 +113,7 @@ async def text_turn(backend: LLMBackend, messages: list[dict[str, Any]],
 
 def supports_tools(backend: LLMBackend) -> bool:
     inner, _ = _unwrap(backend)
-    return getattr(inner, "client", None) is not None and backend.prompt_style == "chat"
+    return callable(getattr(inner, "chat_raw", None)) and backend.prompt_style == "chat"
 
 
 def _unwrap(backend: LLMBackend) -> tuple[Any, Any]:
@@ -130,32 +127,11 @@ def _unwrap(backend: LLMBackend) -> tuple[Any, Any]:
 
 async def tools_turn(backend: LLMBackend, messages: list[dict[str, Any]],
                      sampling: SamplingParams) -> ModelTurn:
-    """One turn over the OpenAI tools API, with the backend's bounded retries."""
+    """One turn over the OpenAI tools API (``OpenAIBackend.chat_raw`` with ``tools``)."""
     inner, priced = _unwrap(backend)
-    o = inner._openai
-    # the backend's own parameter rules (reasoning models, refused parameters) and rate gate
-    kwargs: dict[str, Any] = {**inner._params(sampling, 1, "chat"), "messages": messages,
-                              "tools": TOOLS}
-    kwargs.pop("n", None)
     t0 = time.monotonic()
-    for attempt in range(inner.max_retries + 1):
-        started = await inner.gate.acquire()
-        ok = limited = False
-        try:
-            resp = await inner.client.chat.completions.create(**kwargs)
-            ok = True
-            break
-        except (o.RateLimitError, o.APIConnectionError, o.APITimeoutError, o.InternalServerError) as exc:
-            limited = isinstance(exc, o.RateLimitError)
-            if attempt >= inner.max_retries:
-                raise BackendError(f"{inner.name}: giving up after {attempt + 1} attempts "
-                                   f"({type(exc).__name__})") from None
-        except o.APIStatusError as exc:
-            raise BackendError(f"{inner.name}: the tools API request failed "
-                               f"({exc.status_code}: {str(exc)[:200]})") from None
-        finally:
-            pause = await inner.gate.release(started, ok=ok, limited=limited)
-        await asyncio.sleep(max(pause, inner.backoff * (2 ** attempt) * (0.5 + random.random())))
+    # the backend's own machinery: capability table, rate gate, bounded retries
+    resp = await inner.chat_raw(messages, sampling, tools=TOOLS)
     choice = resp.choices[0]
     msg = choice.message
     calls = []
