@@ -261,3 +261,37 @@ def test_sweep_report_opens_in_chromium(finished_sweep: Path, tmp_path: Path) ->
     for text in ("Results", "Strategies", "best_nmse_test_ood_median", "oscillator1", "Sweep file"):
         assert text in info["text"]
     assert png.startswith(b"\x89PNG")
+
+
+def test_ray_missing_is_a_one_line_error(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    f = write_sweep(tmp_path / "s.toml", samples=2, seeds=(0,))
+    assert main(["sweep", str(f), "--out", str(tmp_path / "out"), "--ray", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs the ray package" in err and "eqforge[ray]" in err and "\n" not in err
+
+
+def test_progress_views(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from eqforge.sweep.execute import SweepState
+    from eqforge.sweep.progress import LiveSweepProgress, PlainSweepProgress
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "samples.jsonl").write_text('{"index": 0}\n{"index": 1}\n{"index": 2}\n')
+    state = SweepState(total=5, done=2, skipped=1, running=[run], left=2, finished_this_session=1)
+    buf = io.StringIO()
+    live = LiveSweepProgress(Console(file=buf, force_terminal=True, width=120), samples=10)
+    live.start(state)
+    live.update(state)
+    live.stop(state, interrupted=False)
+    text = buf.getvalue()
+    assert "2/5 runs" in text and "r1: 2/10 samples" in text and "1 running, 2 left" in text
+    with caplog.at_level(logging.INFO, logger="eqforge.sweep"):
+        plain = PlainSweepProgress()
+        plain.finished(state, run, True)
+    assert "runs 2/5 done, 1 running, 2 left" in caplog.text and "remaining ~" in caplog.text
