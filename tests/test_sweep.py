@@ -295,3 +295,26 @@ def test_progress_views(tmp_path: Path, caplog) -> None:  # noqa: ANN001
         plain = PlainSweepProgress()
         plain.finished(state, run, True)
     assert "runs 2/5 done, 1 running, 2 left" in caplog.text and "remaining ~" in caplog.text
+
+
+def test_run_lock_waits_for_the_holder(tmp_path: Path) -> None:
+    import threading
+
+    from eqforge.sweep.worker import RunBusy, run_lock
+
+    order = []
+    with run_lock(tmp_path):
+        with pytest.raises(RunBusy):
+            with run_lock(tmp_path, wait=False):
+                pass
+
+        def second() -> None:
+            with run_lock(tmp_path):
+                order.append("second")
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.5)
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]

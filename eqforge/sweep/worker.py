@@ -3,10 +3,11 @@
 The sweep writes ``RUN_DIR/plan.json`` (the run's ``RunSpec`` and ``Config``) and starts
 this; it starts the run, or resumes it from its records when an earlier session was
 interrupted (Ctrl-C, a crash, ``kill -9``), or does nothing when it already finished. An OS
-lock on ``RUN_DIR/.sweep.lock`` keeps two sweeps from writing one run at once: the second
-exits with ``BUSY``. The process dies with the sweep that started it (``PR_SET_PDEATHSIG``)
-and turns SIGTERM into Ctrl-C, so an ended sweep leaves no orphan run writing on, and an
-interrupted run records why it stopped. The same ``run_planned`` is what a Ray task runs.
+lock on ``RUN_DIR/.sweep.lock`` keeps two processes from writing one run at once: the second
+waits for the first, then finds the run finished or resumes it. The process dies with the
+sweep that started it (``PR_SET_PDEATHSIG``) and turns SIGTERM into Ctrl-C, so an ended
+sweep leaves no orphan run writing on, and an interrupted run records why it stopped. The
+same ``run_planned`` is what a Ray task runs.
 """
 
 from __future__ import annotations
@@ -36,13 +37,19 @@ class RunBusy(EqforgeError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold the run's lock. Another holder is a run still ending (the process of a killed
+    sweep finishing its summary) or another sweep of the same directory: wait for it, then
+    look again — most often it has finished the run. ``wait=False`` raises ``RunBusy``."""
     fh = (run_dir / LOCK).open("a+")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunBusy(f"{run_dir}: another process is running this run") from None
+            if not wait:
+                raise RunBusy(f"{run_dir}: another process is running this run") from None
+            log.info("%s: another process holds this run; waiting for it", run_dir.name)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield
     finally:
         fh.close()  # releases the lock
