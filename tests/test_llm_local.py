@@ -239,3 +239,157 @@ def test_default_run_offline(llmsr_data, tmp_path, monkeypatch):
     assert summary["llm"]["name"] == "local:gemma-3-270m-q4_k_m.gguf"
     assert summary["llm"]["prompt_style"] == "completion" and summary["llm"]["default_model"] is True
     assert summary["tokens"]["completion"] > 0 and summary["cost"] == 0.0
+
+
+# -- the transformers engine's decode loop, without weights ---------------------------------
+def _chunks(text: str, rng) -> list[str]:  # noqa: ANN001
+    out, i = [], 0
+    while i < len(text):
+        k = rng.randint(1, 4)
+        out.append(text[i:i + k])
+        i += k
+    return out
+
+
+@pytest.mark.parametrize("completion", [True, False])
+def test_stop_scanner_agrees_with_cut_at_every_piece(completion):
+    import random
+
+    rng = random.Random(7)
+    atoms = ["\n", "\n", " ", "    ", "\t", "x", "return p", "#c", "\ndef ", "\nclass ", "de", "f ",
+             "\nif __na", "me__"]
+    for _ in range(400):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 14)))
+        sc = local.StopScanner(COMPLETION_STOPS, completion)
+        so_far = ""
+        for piece in _chunks(text, rng):
+            so_far += piece
+            assert sc.feed(piece) == cut(so_far, COMPLETION_STOPS, completion)[1], repr(so_far)
+
+
+class _SpmTokenizer:
+    """A sentencepiece-like fake: '▁' is a space, dropped at the start of a decode; some ids
+    are single bytes of multi-byte characters. Counts how many ids it decodes."""
+
+    def __init__(self, vocab: list[str | bytes], eos: int = 1, bos: int = 2) -> None:
+        self.vocab, self.eos_token_id, self.bos_token_id = vocab, eos, bos
+        self.decoded = 0
+
+    def decode(self, ids, skip_special_tokens=True):  # noqa: ANN001, ANN201
+        self.decoded += len(ids)
+        raw = b"".join(v if isinstance(v, bytes) else v.encode() for i in ids
+                       if not (skip_special_tokens and i in (0, 1, 2)) for v in [self.vocab[i]])
+        text = raw.decode("utf-8", errors="replace").replace("▁", " ")
+        return text[1:] if text.startswith(" ") else text
+
+    def __call__(self, text, add_special_tokens=False):  # noqa: ANN001, ANN204
+        class R:
+            input_ids = [3 + (ord(c) % 20) for c in text]
+        return R()
+
+
+def test_incremental_decoder_pieces_add_up_to_the_full_decode():
+    import random
+
+    vocab: list[str | bytes] = ["<pad>", "<eos>", "<bos>", "▁x", "▁+", "1", "\n", "▁▁▁▁return", "é".encode()[:1],
+                                "é".encode()[1:], "(", ")", "▁params"]
+    rng = random.Random(3)
+    for _ in range(100):
+        ids = [rng.randrange(3, len(vocab)) for _ in range(rng.randint(1, 30))]
+        # keep the split character whole: its first byte is always followed by its second
+        ids = [x for t in ids if t != 9 for x in ((8, 9) if t == 8 else (t,))]
+        tok = _SpmTokenizer(vocab)
+        dec = local.IncrementalDecoder(tok)
+        pieces = "".join(dec.push(t) for t in ids)
+        assert pieces == tok.decode(ids)
+        assert tok.decoded <= 2 * 4 * len(ids) + 4  # a few tokens per step, never the whole row
+
+
+def _tiny_model():  # noqa: ANN202
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=6, layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForCausalLM(cfg).eval()
+    calls = []
+    model.register_forward_pre_hook(lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    # ids 3..47: letters, and every ninth one the stop sequence "Z"
+    vocab = ["<pad>", "<eos>", "<bos>"] + [("Z" if i % 9 == 0 else chr(97 + i % 26)) for i in range(45)]
+    return model, _SpmTokenizer(vocab), calls
+
+
+def test_decode_rows_stop_on_their_own_and_match_single_row_runs():
+    model, tok, calls = _tiny_model()
+    prompt = [2] + [5 + (i * 7) % 40 for i in range(20)]  # longer than the sliding window
+    sp = SamplingParams(n=5, temperature=1.5, seed=11, stop=("Z",))
+    rows = local.decode_rows(model, tok, prompt, 5, 40, sp, False, set())
+    # the prompt ran once, as one row; each later step ran only the rows still going
+    assert calls[0] == (1, len(prompt)) and all(c[1] == 1 for c in calls[1:])
+    sizes = [c[0] for c in calls[1:]]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] <= 5 and sizes[-1] < sizes[0]
+    lengths = [len(t) for t, _ in rows]
+    assert len(set(lengths)) > 1 and max(lengths) <= 40
+    # every token but each row's last (its stop, or the cap) went back through the model once
+    assert sum(sizes) == sum(len(t) - 1 for t, _ in rows)
+    for toks, stopped in rows:
+        assert stopped == ("Z" in tok.decode(toks)) and (stopped or len(toks) == 40)
+    # row i is what a run of row i alone draws (seed + i): dropping finished rows from the
+    # batch and its cache does not disturb the others
+    for i, (toks, stopped) in enumerate(rows):
+        alone = local.decode_rows(model, tok, prompt, 1, 40, SamplingParams(n=1, temperature=1.5, seed=11 + i,
+                                                                           stop=("Z",)), False, set())
+        assert alone == [(toks, stopped)]
+
+
+def test_decode_rows_bounded_and_greedy():
+    model, tok, calls = _tiny_model()
+    prompt = [2, 5, 6, 7]
+    rows = local.decode_rows(model, tok, prompt, 1, 12, SamplingParams(n=1, temperature=0, stop=()), False, set())
+    assert len(rows[0][0]) == 12 and rows[0][1] is False and len(calls) == 12  # prefill + 11 steps
+
+
+def test_transformers_engine_caps_completion_bodies_and_reports_finish():
+    model, tok, calls = _tiny_model()
+    eng = object.__new__(local._TransformersEngine)
+    eng.model, eng.tok, eng.eos, eng.torch = model, tok, {1}, pytest.importorskip("torch")
+    eng.BODY_TOKENS = 16
+    prompt = Prompt("abc", [], 1)
+    assert eng.max_new_tokens(SamplingParams(max_tokens=1024), "completion") == 16
+    assert eng.max_new_tokens(SamplingParams(max_tokens=1024), "chat") == 1024
+    assert eng.prompt_ids(prompt, "completion")[0] == 2  # BOS added
+    out = eng.sample(prompt, "completion", SamplingParams(n=3, temperature=1.0, max_tokens=1024, seed=1,
+                                                          stop=("Z",)))
+    assert len(out) == 3 and out[0].prompt_tokens == 4 and out[1].prompt_tokens == 0
+    assert all(s.finish_reason in ("stop", "length") and "Z" not in s.text for s in out)
+    assert max(len(c) for c in calls) and all(c[0] <= 3 for c in calls)
+    greedy = eng.sample(prompt, "completion", SamplingParams(n=3, temperature=0, max_tokens=8, stop=()))
+    assert len({s.text for s in greedy}) == 1 and all(s.finish_reason == "length" for s in greedy)
+
+
+def test_fast_gguf_reader_reads_what_gguf_reads(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    f = tmp_path / "t.gguf"
+    w = gguf.GGUFWriter(str(f), "gemma3")
+    w.add_array("tokenizer.ggml.tokens", ["a", "bb", "▁c", "é"] * 50)
+    w.add_array("tokenizer.ggml.scores", [0.5, -1.0] * 100)
+    w.add_uint32("gemma3.block_count", 18)
+    w.add_tensor("t", np.arange(12, dtype=np.float32).reshape(3, 4))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    slow, fast = gguf.GGUFReader(str(f)), local._fast_gguf_reader()(str(f))
+    assert list(slow.fields) == list(fast.fields)
+    for k in slow.fields:
+        assert [bytes(p) for p in slow.fields[k].parts] == [bytes(p) for p in fast.fields[k].parts]
+        assert slow.fields[k].data == fast.fields[k].data and slow.fields[k].types == fast.fields[k].types
+    assert np.array_equal(slow.tensors[0].data, fast.tensors[0].data)
+    saved = gguf.GGUFReader
+    with local._gguf_loader():
+        assert gguf.GGUFReader(str(f)) is gguf.GGUFReader(str(f))  # one parse shared by all loads
+    assert gguf.GGUFReader is saved
