@@ -5,7 +5,8 @@ prompt, ask the model for ``samples_per_prompt`` responses, evaluate the extract
 programs in the sandbox pool, register the valid ones and record every sample. While one
 worker waits on evaluation another waits on the model, so neither sits idle. Every sample
 is on disk before the next decision that depends on it, which is what makes ``--resume``
-exact even after ``kill -9``.
+exact even after ``kill -9``. The user's own guesses (``Guess``) are scored and registered
+on every island, after the seed program and before the first prompt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eqforge.agents.database import ProgramsDatabase, StoredProgram
@@ -33,6 +36,23 @@ log = logging.getLogger(__name__)
 RECORDED_EXTRAS = ("reasoning_chars", "reasoning_tokens")
 
 
+@dataclass(frozen=True)
+class Guess:
+    """A program the user believes in (PySR's ``guesses``); ``start`` seeds its fit."""
+
+    code: str
+    start: tuple[float, ...] = ()
+    text: str = ""  # what the user wrote, for the records
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "start": list(self.start), "text": self.text}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Guess:
+        return cls(str(data["code"]), tuple(float(v) for v in data.get("start") or ()),
+                   str(data.get("text", "")))
+
+
 class DiscoveryLoop:
     def __init__(
         self,
@@ -43,8 +63,10 @@ class DiscoveryLoop:
         recorder: RunRecorder,
         *,
         progress: Progress | None = None,
+        guesses: Sequence[Guess] = (),
     ) -> None:
         self.problem = problem
+        self.guesses = list(guesses)
         self.config = config
         self.backend = backend
         self.evaluator = evaluator
@@ -98,6 +120,7 @@ class DiscoveryLoop:
         self.progress.start(self.stats)
         if not any(r.source == "seed" for r in self.records):
             await self._seed()
+        await self._score_guesses()
         n_workers = max(1, min(self.config.sampler.concurrency, self.backend.max_concurrency))
         work = self._worker if self.hook.kind == "prompt" else self.hook.agent_worker
         workers = [asyncio.create_task(work()) for _ in range(n_workers)]
@@ -201,6 +224,24 @@ class DiscoveryLoop:
         self.db.register(StoredProgram(rec.id, code, float(rec.score if rec.ok else -1e300),
                                        tuple(rec.params or ())), None)
 
+    async def _score_guesses(self) -> None:
+        """Score the guesses not yet on record (all of them, unless resuming)."""
+        done = {r.program_key for r in self.records if r.source == "guess"}
+        todo = [g for g in self.guesses if program_key(g.code) not in done]
+        results = await asyncio.gather(*(
+            self.evaluator.evaluate(g.code, seed=self.config.run.seed,
+                                    parent=dict(enumerate(g.start)) or None) for g in todo))
+        for g, result in zip(todo, results, strict=True):
+            if not result.ok:
+                log.warning("guess %r failed: %s: %s", g.text or g.code, result.error,
+                            result.detail)
+            rec = self._finish({"source": "guess", "program": g.code,
+                                "program_key": program_key(g.code), "response": g.text},
+                               result)
+            if rec.ok:
+                self.db.register(StoredProgram(rec.id, g.code, float(rec.score),
+                                               tuple(rec.params or ())), None)
+
     async def _evaluate(self, c: Completion, prompt: Prompt, island: int,
                         parent: StoredProgram | None, llm_seconds: float, seed: int, choice: int,
                         ) -> tuple[dict[str, Any], EvalResult]:
@@ -271,7 +312,8 @@ class DiscoveryLoop:
 
     def _record(self, *, index: int, result: EvalResult, **fields: Any) -> SampleRecord:
         rec = SampleRecord(
-            index=index, id="seed" if fields.get("source") == "seed" else f"s{index}",
+            index=index, id={"seed": "seed", "guess": f"g{index}"}.get(fields.get("source", ""),
+                                                                      f"s{index}"),
             elapsed=self.stats.elapsed, ok=result.ok, error=result.error, detail=result.detail,
             score=result.score, params=result.params, n_params=result.n_params,
             nmse=result.nmse, metrics=result.metrics, eval_seconds=result.seconds, **fields,

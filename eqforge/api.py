@@ -1,12 +1,13 @@
 """The Python API: run a search, resume one, evaluate programs.
 
 ``discover`` is what ``eqforge run`` calls; it wires problem, prompt builder, backend,
-sandboxed evaluator, buffer and records together, and returns the run's summary.
+sandboxed evaluator, buffer and records together, and returns the run's summary. It works
+where an event loop already runs (a notebook cell) as in a script; ``adiscover`` and
+``aresume`` are the coroutines for callers that run their own loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.agents.llm.registry import BackendOptions, make_backend
-from eqforge.agents.loop import DiscoveryLoop
+from eqforge.agents.loop import DiscoveryLoop, Guess
 from eqforge.agents.progress import Progress
 from eqforge.agents.records import RunRecorder
+from eqforge.aio import run_sync
 from eqforge.config import Config
 from eqforge.errors import EqforgeError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
@@ -38,10 +40,11 @@ class RunSpec:
     data: str | None = None
     llm: list[str] = field(default_factory=list)
     backend: dict[str, Any] = field(default_factory=dict)  # BackendOptions fields
+    guesses: list[dict[str, Any]] = field(default_factory=list)  # Guess.to_json() each
 
     def to_json(self) -> dict[str, Any]:
         return {"problem": self.problem, "data": self.data, "llm": self.llm,
-                "backend": self.backend}
+                "backend": self.backend, "guesses": self.guesses}
 
 
 def default_run_dir(problem: str) -> Path:
@@ -74,6 +77,18 @@ def discover(
     problem: Problem | None = None,
 ) -> dict[str, Any]:
     """Run a new search; returns the summary (also written to ``<out>/summary.json``)."""
+    return run_sync(adiscover(spec, config, out=out, progress=progress, problem=problem))
+
+
+async def adiscover(
+    spec: RunSpec,
+    config: Config | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    problem: Problem | None = None,
+) -> dict[str, Any]:
+    """``discover`` as a coroutine, for callers that run their own event loop."""
     config = config or Config()
     problem = problem or load_problem(spec.problem, data=spec.data, seed=config.run.seed)
     out_dir = Path(out or config.run.out or default_run_dir(spec.problem))
@@ -87,7 +102,8 @@ def discover(
     recorder = RunRecorder(out_dir)
     recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),
                            "problem": problem.summary(), "backend": backend.describe()})
-    return _execute(problem, config, backend, recorder, progress, restore=None)
+    return await _aexecute(problem, config, backend, recorder, progress, restore=None,
+                           guesses=spec.guesses)
 
 
 def resume(
@@ -95,11 +111,26 @@ def resume(
     *,
     samples: int | None = None,
     progress: Progress | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Continue a run from its records (after Ctrl-C, a crash or ``kill -9``)."""
+    return run_sync(aresume(run_dir, samples=samples, progress=progress, overrides=overrides))
+
+
+async def aresume(
+    run_dir: str | Path,
+    *,
+    samples: int | None = None,
+    progress: Progress | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``resume`` as a coroutine. ``overrides``: config sections to change for the rest of
+    the run (budgets, for instance), as ``Config.with_overrides`` takes them."""
     recorder = RunRecorder(Path(run_dir))
     saved = recorder.read_config()
     config = Config.model_validate(saved["config"])
+    if overrides:
+        config = config.with_overrides(overrides)
     if samples is not None:
         config = config.with_overrides({"run": {"samples": samples}})
     spec = RunSpec(**saved["run"])
@@ -110,8 +141,8 @@ def resume(
     backend = build_backend(spec, config, replay_start=done)
     elapsed = max((r.elapsed for r in records), default=0.0)
     log.info("resuming %s: %d samples on record", run_dir, done)
-    return _execute(problem, config, backend, recorder, progress,
-                    restore=(records, events, elapsed))
+    return await _aexecute(problem, config, backend, recorder, progress,
+                           restore=(records, events, elapsed), guesses=spec.guesses)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -140,24 +171,23 @@ def replay(
     config = config.model_copy(update={"run": config.run.model_copy(update={"out": None})})
     run = dict(saved["run"])
     spec = RunSpec(problem=run["problem"], data=run.get("data"), llm=[f"replay:{source}"],
-                   backend={k: v for k, v in (run.get("backend") or {}).items() if k != "model"})
+                   backend={k: v for k, v in (run.get("backend") or {}).items() if k != "model"},
+                   guesses=list(run.get("guesses") or []))
     return discover(spec, config, out=out, progress=progress)
 
 
-def _execute(problem, config, backend, recorder, progress, *, restore):  # noqa: ANN001, ANN202
+async def _aexecute(problem, config, backend, recorder, progress, *, restore,  # noqa: ANN001, ANN202
+                    guesses=()):
     evaluator = Evaluator(problem, config.evaluator)
-    loop = DiscoveryLoop(problem, config, backend, evaluator, recorder, progress=progress)
-    if restore is not None:
-        loop.restore(*restore)
-
-    async def main() -> dict[str, Any]:
+    try:
+        loop = DiscoveryLoop(problem, config, backend, evaluator, recorder, progress=progress,
+                             guesses=[Guess.from_json(g) for g in guesses])
+        if restore is not None:
+            loop.restore(*restore)
         try:
             return await loop.run()
         finally:
             await backend.aclose()
-
-    try:
-        return asyncio.run(main())
     finally:
         evaluator.close()
 
