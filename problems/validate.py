@@ -61,7 +61,7 @@ def check_arrays(
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise ProblemError(
-            f"{source}: column {names[col]!r} row {row + 1} is {full[row, col]!r} "
+            f"{source}: column {names[col]!r} row {row + 1} is {float(full[row, col])!r} "
             "(NaN/inf); remove or fill the missing values"
         )
     if n > 1 and float(np.ptp(y)) == 0.0:
