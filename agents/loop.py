@@ -230,7 +230,8 @@ class DiscoveryLoop:
         todo = [g for g in self.guesses if program_key(g.code) not in done]
         results = await asyncio.gather(*(
             self.evaluator.evaluate(g.code, seed=self.config.run.seed,
-                                    parent=dict(enumerate(g.start)) or None) for g in todo))
+                                    parent=dict(enumerate(g.start)) or None,
+                                    **self.hook.eval_options()) for g in todo))
         for g, result in zip(todo, results, strict=True):
             if not result.ok:
                 log.warning("guess %r failed: %s: %s", g.text or g.code, result.error,
