@@ -69,6 +69,12 @@ class Policy(BaseModel):
     allow_classes: bool = False
     allow_async: bool = False
     max_source_chars: int = 20_000
+    # A program must not carry data back: the agent's analyze tool shows the model the
+    # training targets, and a table of them written into a program would score perfectly.
+    # Honest skeletons hold a dozen literals (params indices, exponents, a few constants).
+    max_literals: int = 64  # numeric (and boolean) constants in the program
+    max_literal_chars: int = 640  # their total size, as written by repr
+    max_string_chars: int = 512  # strings other than docstrings, in total
 
     def widened(self, imports: tuple[str, ...] | list[str]) -> Policy:
         return self.model_copy(
@@ -97,6 +103,22 @@ class _Checker(ast.NodeVisitor):
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.violations: list[Violation] = []
+        self.literals = self.literal_chars = self.string_chars = 0
+        self.docstrings: set[int] = set()
+
+    def literal_violation(self) -> Violation | None:
+        """The bound on the data a program may carry in its constants."""
+        p = self.policy
+        hint = "programs may not carry data tables; fitted constants belong in params"
+        if self.literals > p.max_literals:
+            return Violation("literals", f"{self.literals} numeric literals (at most {p.max_literals}): {hint}")
+        if self.literal_chars > p.max_literal_chars:
+            return Violation("literals", f"numeric literals of {self.literal_chars} characters in total "
+                             f"(at most {p.max_literal_chars}): {hint}")
+        if self.string_chars > p.max_string_chars:
+            return Violation("literals", f"string constants of {self.string_chars} characters in total "
+                             f"(at most {p.max_string_chars}, docstrings aside): {hint}")
+        return None
 
     def flag(self, rule: str, detail: str, node: ast.AST) -> None:
         self.violations.append(Violation(rule, detail, getattr(node, "lineno", 0)))
@@ -178,6 +200,11 @@ class _Checker(ast.NodeVisitor):
         self.flag("generator", "generator expressions are not allowed; use a list", node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, bool | int | float | complex):
+            self.literals += 1
+            self.literal_chars += len(repr(node.value))
+        elif isinstance(node.value, str | bytes) and id(node) not in self.docstrings:
+            self.string_chars += len(node.value)
         if isinstance(node.value, str | bytes):
             text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
             if len(text) > 5000:
@@ -241,5 +268,12 @@ def _check_tree(tree: ast.Module, policy: Policy) -> Violation | None:
         ):
             return Violation("toplevel", f"{type(node).__name__} at module level", node.lineno)
     checker = _Checker(policy)
+    for node in ast.walk(tree):  # docstrings are documentation, not data
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.FunctionDef) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            checker.docstrings.add(id(body[0].value))
     checker.visit(tree)
-    return checker.violations[0] if checker.violations else None
+    if checker.violations:
+        return checker.violations[0]
+    return checker.literal_violation()
