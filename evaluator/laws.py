@@ -142,3 +142,11 @@ def group_laws(items: Iterable[T], key: Callable[[T], str | None],
     for law in out:
         law.entry = min(law.variants, key=rank)
     return out
+
+
+def entry_laws(entries: Iterable[T], input_names: list[str]) -> list[Law[T]]:
+    """``group_laws`` for a run analysis' entries (best score first): by closed form,
+    simplest variant kept, lower training MSE breaking ties."""
+    return group_laws(entries, key=lambda e: law_key(e.closed_form, input_names),  # type: ignore[attr-defined]
+                      complexity_of=lambda e: e.complexity,  # type: ignore[attr-defined]
+                      loss_of=lambda e: -e.score)  # type: ignore[attr-defined]

@@ -27,6 +27,8 @@ import sympy as sp
 from eqforge.errors import EqforgeError
 from eqforge.evaluator import plots
 from eqforge.evaluator.analysis import Entry, RunAnalysis, analyse_run
+from eqforge.evaluator.laws import Law, entry_laws
+from eqforge.evaluator.pareto import pareto_front
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +228,15 @@ class Report:
     @property
     def best(self) -> Entry | None:
         return self.analysis.best
+
+    def top_laws(self, k: int = 10) -> list[Law[Entry]]:
+        """The ``k`` best distinct laws (programs stating one law grouped, simplest kept)."""
+        return entry_laws(self.analysis.entries, self.data.input_names)[:k]
+
+    def pareto_laws(self) -> list[Law[Entry]]:
+        """The Pareto front over distinct laws (one point per law)."""
+        laws = entry_laws(self.analysis.entries, self.data.input_names)
+        return pareto_front(laws, lambda w: w.entry.complexity, lambda w: w.entry.loss)
 
 
 _LAST: dict[tuple, Report] = {}  # the last report built, for writing it in another format
@@ -430,13 +441,14 @@ def _best_html(report: Report) -> str:
     return "<div class='card'>" + "".join(parts) + "</div>"
 
 
-def _equations_table_html(entries: list[Entry], *, recovery: bool) -> str:
+def _equations_table_html(laws: list[Law[Entry]], *, recovery: bool) -> str:
     head = ("<tr><th>#</th><th>sample</th><th>equation</th><th class='num'>complexity</th>"
             "<th class='num'>NMSE train</th><th class='num'>NMSE ID</th>"
-            "<th class='num'>NMSE OOD</th>" + ("<th>recovered</th>" if recovery else "")
-            + "</tr>")
+            "<th class='num'>NMSE OOD</th><th class='num' title='programs stating this law'>"
+            "variants</th>" + ("<th>recovered</th>" if recovery else "") + "</tr>")
     rows = []
-    for i, e in enumerate(entries, 1):
+    for i, law in enumerate(laws, 1):
+        e = law.entry
         cf = e.closed_form
         if cf is not None and cf.ok and cf.display is not None \
                 and not cf.display.has(sp.Piecewise):
@@ -455,7 +467,8 @@ def _equations_table_html(entries: list[Entry], *, recovery: bool) -> str:
             f"<td class='num'>{e.complexity if e.complexity is not None else '–'}</td>"
             f"<td class='num'>{_g(e.nmse.get('train'), 3)}</td>"
             f"<td class='num'>{_g(e.nmse.get('test_id'), 3)}</td>"
-            f"<td class='num'>{_g(e.nmse.get('test_ood'), 3)}</td>{rec}</tr>")
+            f"<td class='num'>{_g(e.nmse.get('test_ood'), 3)}</td>"
+            f"<td class='num'>{law.count}</td>{rec}</tr>")
     return f"<div class='tbl'><table>{head}{''.join(rows)}</table></div>"
 
 
@@ -527,14 +540,15 @@ def render_html(report: Report) -> str:
         f"<div class='card'><table class='facts'>{facts}</table>{notes}</div>",
         "<h2 id='best'>Best equation</h2>", _best_html(report),
         "<h2 id='top'>Top equations</h2>",
-        "<div class='card'><p class='muted'>Distinct valid programs by training score; "
-        "NMSE = MSE / variance of the target.</p>"
-        + _equations_table_html(analysis.top(10), recovery=has_truth) + "</div>",
+        "<div class='card'><p class='muted'>Distinct laws by training score (programs whose "
+        "skeletons agree once their constants are collapsed are one law: the simplest is "
+        "shown, <i>variants</i> counts them); NMSE = MSE / variance of the target.</p>"
+        + _equations_table_html(report.top_laws(10), recovery=has_truth) + "</div>",
         "<h2 id='pareto'>Pareto front: accuracy vs complexity</h2>",
         "<div class='card'>" + _img(report.images.get("pareto"), "Pareto front")
         + "<p class='muted'>Complexity counts the nodes of the expression tree as PySR does "
           "(variables, constants, operators and functions count 1 each).</p>"
-        + _equations_table_html(analysis.pareto, recovery=has_truth) + "</div>",
+        + _equations_table_html(report.pareto_laws(), recovery=has_truth) + "</div>",
         "<h2 id='progress'>Search progress</h2>",
         "<div class='card'>" + _img(report.images.get("progress"), "best score so far")
         + "</div>",
@@ -566,20 +580,21 @@ def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_equations(entries: list[Entry], recovery: bool) -> list[str]:
-    head = "| # | sample | equation | complexity | train NMSE | ID NMSE | OOD NMSE |"
-    sep = "|---|---|---|---:|---:|---:|---:|"
+def _md_equations(laws: list[Law[Entry]], recovery: bool) -> list[str]:
+    head = "| # | sample | equation | complexity | train NMSE | ID NMSE | OOD NMSE | variants |"
+    sep = "|---|---|---|---:|---:|---:|---:|---:|"
     if recovery:
         head += " recovered |"
         sep += "---|"
     lines = [head, sep]
-    for i, e in enumerate(entries, 1):
+    for i, law in enumerate(laws, 1):
+        e = law.entry
         cf = e.closed_form
         eq = (f"${_md_cell(cf.latex)}$" if cf is not None and cf.ok
               else f"no closed form ({cf.reason if cf else 'not analysed'})")
         row = (f"| {i} | {e.id} | {eq} | {e.complexity if e.complexity is not None else '–'} "
                f"| {_g(e.nmse.get('train'), 3)} | {_g(e.nmse.get('test_id'), 3)} "
-               f"| {_g(e.nmse.get('test_ood'), 3)} |")
+               f"| {_g(e.nmse.get('test_ood'), 3)} | {law.count} |")
         if recovery:
             r = e.recovery
             row += f" {'' if r is None else ('yes' if r.recovered else 'no')} |"
@@ -648,9 +663,9 @@ def render_markdown(report: Report, where: Path) -> str:
                            f"{_g(m.get('r2'), 6)} | "
                            f"{'n/a' if acc is None else f'{100 * acc:.1f}%'} |")
     has_truth = bool(analysis.ground_truth)
-    out += ["", "## Top equations", "", *_md_equations(analysis.top(10), has_truth), "",
+    out += ["", "## Top equations", "", *_md_equations(report.top_laws(10), has_truth), "",
             "## Pareto front", "", img("pareto", "Pareto front"), "",
-            *_md_equations(analysis.pareto, has_truth), "",
+            *_md_equations(report.pareto_laws(), has_truth), "",
             "## Search progress", "", img("progress", "best score so far"), "",
             "## Valid programs and failures", "", img("validity", "validity over the run"), "",
             "## Fit of the best equation on held-out data", "",

@@ -55,3 +55,33 @@ def test_group_keeps_simplest_variant_and_counts():
                       loss_of=lambda t: t[3])
     assert [w.entry[0] for w in laws] == ["e", "c", "d"]  # first-seen order, simplest kept
     assert [w.count for w in laws] == [3, 1, 1]
+
+
+def test_report_tables_list_each_law_once(tmp_path):
+    """A run whose answers respell the seed's linear law: one row, with its variant count."""
+    import json
+    import re
+
+    import numpy as np
+
+    from eqforge import EquationRegressor
+    from eqforge.evaluator.report import write_report
+
+    answers = ["    return params[0]*x + params[1]*v + params[2]\n",
+               "    return params[0]*x + params[1]*v + params[2]*x + params[3]\n",
+               "    a = params[0]*x\n    return a + params[1]*v + params[2] + params[5]\n",
+               "    return params[0]*np.sin(x) + params[1]*v\n"]
+    replay = tmp_path / "answers.jsonl"
+    replay.write_text("".join(json.dumps({"response": a}) + "\n" for a in answers))
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(60, 2))
+    y = 0.8 * np.sin(X[:, 0]) - 0.3 * X[:, 1]
+    model = EquationRegressor(f"replay:{replay}", samples=4, workers=1, quiet=True,
+                              out=tmp_path / "run").fit(X, y, variable_names=["x", "v"])
+    html = write_report(model.run_dir_).read_text()
+    top = html[html.index("id='top'"):html.index("id='pareto'")]
+    rows = re.findall(r"<tr><td>\d+</td><td>([^<]+)</td>.*?<td class='num'>(\d+)</td></tr>", top)
+    assert len(rows) == 2  # the linear law (seed + 3 respellings) and the sine law
+    assert sorted(int(n) for _, n in rows) == [1, 4]  # the seed and three respellings
+    md = write_report(model.run_dir_, fmt="markdown").read_text()
+    assert "| variants |" in md
