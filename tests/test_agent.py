@@ -157,3 +157,20 @@ def test_hostile_analysis_is_contained(tmp_path, llmsr_data):
     assert not marker.exists()
     samples = [r for r in _read(out, "samples.jsonl") if r["source"] == "llm"]
     assert len(samples) == 1 and samples[0]["tool"] == "submit"  # analyses are never samples
+
+
+def test_cost_budget_stops_agent_episodes_cleanly(tmp_path, llmsr_data):
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."m"]\ninput = 100.0\noutput = 0.0\n')  # $0.01 per 100-token turn
+    out = tmp_path / "cost"
+    with ToolCallingStub([{"tool_calls": [("describe_data", {})]}]) as stub:
+        code = _run(out, llmsr_data, ["--llm", "openai-compatible", "--base-url", stub.base_url,
+                                      "--model", "m", "--no-cache", "--prices", str(prices)],
+                    "--samples", "5", "--concurrency", "1", "--max-cost", "0.025")
+        calls = stub.calls
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "cost budget" and summary["samples"] == 0
+    assert calls == 3 and abs(summary["cost"] - 0.03) < 1e-9
+    turns = _read(out, "turns.jsonl")
+    assert turns[-1]["end"] == "cost budget" and not turns[-1]["done"]  # resumable with more budget
