@@ -211,6 +211,42 @@ def run_eqforge(problems: dict[str, Any], programs: list[dict[str, Any]], worker
     return results, busy, startup
 
 
+def run_cli(by_problem: dict[str, list[dict[str, Any]]], data: Path, workers: int, tmp: str,
+            ) -> dict[str, dict[str, Any]]:
+    """``eqforge evaluate`` as a user runs it: one whole process per problem, start-up included."""
+    env = {**os.environ, **SINGLE_THREAD}
+    out: dict[str, dict[str, Any]] = {}
+    for name, items in by_problem.items():
+        programs = Path(tmp) / f"{name}-programs.jsonl"
+        programs.write_text("".join(json.dumps({"id": p["uid"], "code": p["code"]}) + "\n" for p in items))
+        results = Path(tmp) / f"{name}-results-{workers}.jsonl"
+        cmd = [sys.executable, "-m", "eqforge", "evaluate", name, "--data", str(data / name),
+               "--programs", str(programs), "--out", str(results), "--workers", str(workers)]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        wall = time.perf_counter() - start
+        lines = results.read_text().splitlines() if results.exists() else []
+        out[name] = {"wall": wall, "returncode": proc.returncode, "results": len(lines), "programs": len(items)}
+    return out
+
+
+def startup_breakdown(problem: Any) -> dict[str, float]:
+    """Where a command's fixed cost goes: the interpreter and imports, then the pool."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import eqforge.cli, eqforge.evaluator.evaluate, eqforge.problems"],
+                   check=True, env={**os.environ, **SINGLE_THREAD})
+    imports = time.perf_counter() - t
+    t = time.perf_counter()
+    ev = Evaluator(problem, EvaluatorConfig(workers=1))
+    pool = ev.pool
+    started = time.perf_counter() - t
+    phases = pool.startup_timings()
+    t = time.perf_counter()
+    ev.close()
+    return {"interpreter and main-process imports": imports, "pool start (1 worker)": started,
+            **{f"  zygote: {k}": v for k, v in phases.items()}, "pool close": time.perf_counter() - t}
+
+
 # ---- comparison --------------------------------------------------------------------------
 def compare(programs: list[dict[str, Any]], llmsr: dict[str, dict[str, Any]],
             ours: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -262,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=default_workers(), help="all cores (default: %(default)s)")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "fitting.json")
     ap.add_argument("--llmsr-timeout", type=float, default=30.0, help="LLM-SR's per-candidate limit")
+    ap.add_argument("--no-cli", dest="cli", action="store_false",
+                    help="skip the whole-process `eqforge evaluate` runs")
     ap.add_argument("--repeats", type=int, default=3,
                     help="eqforge passes over the corpus per worker count, alternating counts; "
                          "its wall time is their median (a pass takes seconds, so one is noisy)")
@@ -305,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             runs["eqforge"][w] = {"results": ours, "wall": busy, "startup": startup, "passes": walls}
             theirs, wall = run_llmsr(programs, files, w, args.llmsr_timeout)
             runs["llmsr"][w] = {"results": theirs, "wall": wall}
+            runs["eqforge"][w]["cli"] = run_cli(by_problem, args.data, w, tmp) if args.cli else {}
             print(f"{w} worker(s): eqforge {busy:.1f} s (median of {', '.join(f'{x:.1f}' for x in walls)}; "
                   f"+{startup:.1f} s pool start-up), LLM-SR path {wall:.1f} s", flush=True)
 
@@ -371,6 +410,30 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"ratio_{w}_with_startup"] = with_startup
         print(f"(counting eqforge's pool start-up, {run['startup']:.1f} s, once per run in practice: "
               f"{with_startup:.1f}x with {w} worker{'s' if w > 1 else ''})")
+    if args.cli:
+        print()
+        print("whole processes, start-up included: `eqforge evaluate PROBLEM` (one process) against the LLM-SR "
+              "path's processes for that problem's programs (their stream time: summed seconds / workers)")
+        for w in configs:
+            cli = runs["eqforge"][w]["cli"]
+            theirs = runs["llmsr"][w]["results"]
+            total_ours = sum(c["wall"] for c in cli.values())
+            total_theirs = 0.0
+            for name, c in cli.items():
+                llmsr_wall = sum(theirs[p["uid"]]["seconds"] for p in by_problem[name]) / w
+                total_theirs += llmsr_wall
+                c["llmsr_wall"] = llmsr_wall
+                c["ratio"] = llmsr_wall / c["wall"]
+                print(f"  {w} worker{'s' if w > 1 else ''} {name:13s} {c['programs']:3d} programs: eqforge evaluate "
+                      f"{c['wall']:6.2f} s (exit {c['returncode']}, {c['results']} results), LLM-SR path "
+                      f"{llmsr_wall:6.2f} s -> {c['ratio']:5.1f}x")
+            summary[f"cli_ratio_{w}"] = total_theirs / total_ours if total_ours else math.nan
+            summary[f"cli_{w}"] = cli
+            print(f"  {w} worker{'s' if w > 1 else ''} all problems: {summary[f'cli_ratio_{w}']:.1f}x")
+        breakdown = startup_breakdown(next(iter(problems.values())))
+        summary["startup_breakdown"] = breakdown
+        print("where a command's start-up goes (seconds):",
+              ", ".join(f"{k.strip()} {v:.2f}" for k, v in breakdown.items()))
     print(f"fitted training loss vs LLM-SR path over {cmp['compared']} honest programs it fits: "
           f"better {cmp['better']}, equal {cmp['equal']}, worse {cmp['worse']} "
           f"(no worse: {100 * cmp['no_worse_share']:.1f}%); >=10x lower: {cmp['tenfold_lower']} "

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator import metrics
 from eqforge.evaluator.params import param_usage
-from eqforge.evaluator.runner import ANALYZE, DRIVER, PREDICT
+from eqforge.evaluator.roles import ANALYZE, DRIVER, PREDICT
 from eqforge.problems.spec import SPLITS, Problem
 from eqforge.sandbox.messages import Job, Outcome, Setup, TrustedData
 from eqforge.sandbox.policy import Policy, check
@@ -138,7 +138,6 @@ class Evaluator:
                 inputs={s: _columns(sp.X) for s, sp in self.problem.splits.items()},
                 runners=(PREDICT, ANALYZE),
                 drivers=(DRIVER,),
-                warmup="eqforge.evaluator.runner:warmup",
                 allowed_imports=tuple(self.policy.allowed_imports),
                 memory_bytes=self.config.memory_mb * 1024 * 1024,
             )

@@ -118,6 +118,7 @@ class FitOptions:
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
     ones_basin: bool = True  # always polish LLM-SR's own start (ones) on all rows too (off: ablation)
+    speculate: bool = True  # on subsamples, evaluate each point's Jacobian steps with its residuals
 
 
 class _OutOfTime(Exception):
@@ -150,6 +151,13 @@ class _Projected:
         self.exact = exact
         self.nfev = 0
         self._cache: tuple[bytes, tuple] | None = None
+        self.model_each: ManyModel | None = None  # many vectors, each evaluated on its own, in one call
+        # On small row sets, the residuals' program call also evaluates the forward-difference
+        # steps the Jacobian at that point will need: one round trip to the candidate's
+        # process per LM iteration instead of two (``speculate``).
+        self.speculate = False
+        self._steps: tuple[bytes, np.ndarray, np.ndarray] | None = None  # (theta, designs (f, L+1, m), h)
+        self._steps_base = np.empty(0)
 
     # evaluating the program ------------------------------------------------------------
     def _tick(self, count: int) -> None:
@@ -167,6 +175,12 @@ class _Projected:
     def predict_many(self, P: np.ndarray) -> np.ndarray:
         """Predictions (B, m) at used-params vectors ``P`` (B, k)."""
         B = P.shape[0]
+        if (self.model_many is None or B < 2) and self.model_each is not None and B >= 2:
+            # one call, one vector at a time inside it (no broadcasting): one round trip
+            self._tick(B)
+            full = np.repeat(self.full[None, :], B, axis=0)
+            full[:, self.idx] = P
+            return self.model_each(full, self.rows)
         if self.model_many is None or B < 2:
             return np.stack([self.predict(p) for p in P]) if B else np.empty((0, self.y.size))
         step = max(2, _BATCH_ELEMENTS // max(1, self.y.size))
@@ -205,10 +219,20 @@ class _Projected:
             return self._cache[1]
         L = self.lin.size
         proj = None
-        F = self.predict_many(self._design(theta[None, :]))
+        f = theta.size
+        if self.speculate and f and self.model_many is not None:
+            h = self._step(theta)
+            thetas = np.repeat(theta[None, :], f + 1, axis=0)
+            thetas[np.arange(1, f + 1), np.arange(f)] += h
+            F_all = self.predict_many(self._design(thetas)).reshape(f + 1, L + 1, -1)
+            F = F_all[0]
+            self._steps = (key, F_all[1:], h)
+        else:
+            F = self.predict_many(self._design(theta[None, :]))
         if L == 0:
             c = np.empty(0)
             r = F[0] - self.y
+            self._steps_base = F[0]
         else:
             g0 = F[0]
             Gt = F[1:] - g0  # each affine param's column, as rows
@@ -222,6 +246,8 @@ class _Projected:
                 if proj is not None:
                     proj = (None if every else ok, *proj)
             r = c @ Gt - b
+        if self._steps is not None and self._steps[0] == key:
+            self._steps_base = r + self.y  # the predictions at (theta, c), as the steps see them
         ok = np.isfinite(r)
         if not ok.all():
             r = np.where(ok, r, self.penalty)
@@ -313,16 +339,21 @@ class _Projected:
         J = np.zeros((r.size, f))
         if not ok.any():
             return J
-        h = np.sqrt(_EPS) * np.maximum(np.abs(theta), 1e-3)
-        base = self.expand(theta, c)
-        P = np.repeat(base[None, :], f + 1, axis=0)
-        P[np.arange(1, f + 1), self.free] += h
-        F = self.predict_many(P)
-        f0 = F[0]
-        D = (F[1:] - f0) / h[:, None]  # (f, m)
-        good0 = np.isfinite(f0) & ok
-        bad = ~np.isfinite(D) & good0
-        redo = np.flatnonzero(bad.any(axis=1))
+        D = self._speculated(theta, c, ok)
+        if D is not None:
+            good0 = ok
+            redo = np.empty(0, int)
+        else:
+            h = self._step(theta)
+            base = self.expand(theta, c)
+            P = np.repeat(base[None, :], f + 1, axis=0)
+            P[np.arange(1, f + 1), self.free] += h
+            F = self.predict_many(P)
+            f0 = F[0]
+            D = (F[1:] - f0) / h[:, None]  # (f, m)
+            good0 = np.isfinite(f0) & ok
+            bad = ~np.isfinite(D) & good0
+            redo = np.flatnonzero(bad.any(axis=1))
         if redo.size:
             Q = np.repeat(base[None, :], redo.size, axis=0)
             Q[np.arange(redo.size), self.free[redo]] -= h[redo]
@@ -344,6 +375,24 @@ class _Projected:
                 J[rows] = Jo
         np.clip(J, -_CLIP, _CLIP, out=J)
         return J
+
+    @staticmethod
+    def _step(theta: np.ndarray) -> np.ndarray:
+        return np.sqrt(_EPS) * np.maximum(np.abs(theta), 1e-3)
+
+    def _speculated(self, theta: np.ndarray, c: np.ndarray, ok: np.ndarray) -> np.ndarray | None:
+        """Forward differences (f, m) from the steps evaluated with the residuals, if finite."""
+        if self._steps is None or self._steps[0] != theta.tobytes():
+            return None
+        _, steps, h = self._steps
+        if self.lin.size:
+            preds = steps[:, 0] + np.einsum("l,flm->fm", c, steps[:, 1:] - steps[:, :1])
+        else:
+            preds = steps[:, 0]
+        D = (preds - self._steps_base[None, :]) / h[:, None]
+        if not np.all(np.isfinite(D[:, ok])):
+            return None
+        return D
 
     def plain_loss(self, p: np.ndarray) -> float:
         """Mean squared (penalised) residual at used-params vector ``p``."""
@@ -464,14 +513,15 @@ def _subsample(n: int, size: int, anchors: np.ndarray, rng: np.random.Generator)
 
 
 def fit_default(model: RowModel, y: np.ndarray, opts: FitOptions,
-                model_many: ManyModel | None = None) -> FitResult:
+                model_many: ManyModel | None = None, model_each: ManyModel | None = None) -> FitResult:
     """Variable-projected multi-start least squares on the used params, polished on all rows."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _fit_default(model, model_many, y, opts)
+        return _fit_default(model, model_many, y, opts, model_each)
 
 
 def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, opts: FitOptions,
+                 model_each: ManyModel | None = None,
                  ) -> FitResult:
     start_time = time.perf_counter()
     budget = opts.time_budget
@@ -499,6 +549,8 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
         # The exact objective checks results: it evaluates one vector at a time.
         obj = _Projected(model, None if exact else model_many, y, on_rows, full0, idx, lin, penalty,
                          start_time + until, exact)
+        obj.speculate = opts.speculate and on_rows is not None and on_rows.size <= 2000
+        obj.model_each = model_each
         objectives.append(obj)
         return obj
 

@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 
 from eqforge.evaluator.fitting import FitOptions, fit_default, fit_llmsr
+from eqforge.evaluator.roles import ANALYZE, DRIVER, PREDICT
 from eqforge.sandbox.runtime import CandidateFailure
 
-PREDICT = "eqforge.evaluator.in_sandbox.predict:serve"
-ANALYZE = "eqforge.evaluator.in_sandbox.analyze:run"
-DRIVER = "eqforge.evaluator.runner:fit_job"
+__all__ = ["ANALYZE", "DRIVER", "PREDICT", "Remote", "fit_job", "warmup"]
 
 
 class Remote:
@@ -44,6 +43,7 @@ class Remote:
         self.n = n
         self.batched: bool | None = None if batch else False
         self._rows: dict[int, tuple[np.ndarray, int]] = {}
+        self.calls = 0  # round trips to the candidate process
 
     def _rows_id(self, rows: np.ndarray | None) -> dict[str, Any]:
         if rows is None:
@@ -58,6 +58,7 @@ class Remote:
     def _call(self, P: np.ndarray, rows: np.ndarray | None, mode: str) -> np.ndarray | None:
         m = self.n if rows is None else int(rows.shape[0])
         P = np.ascontiguousarray(P, dtype=np.float64)
+        self.calls += 1
         reply = self.session.call("predict", {**self._rows_id(rows), "mode": mode}, {"params": P},
                                   expect={"values": (P.shape[0], m)}, refusable=mode == "batch")
         return reply.arrays["values"] if reply.ok else None
@@ -66,6 +67,12 @@ class Remote:
         out = self._call(np.asarray(p, np.float64)[None, :], rows, "each")
         assert out is not None
         return out[0]
+
+    def predict_each(self, P: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Predictions (B, m), each vector evaluated on its own, in one round trip."""
+        out = self._call(P, rows, "each")
+        assert out is not None
+        return out
 
     def predict_many(self, P: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         """Predictions (B, m) in one round trip; batched when the program broadcasts."""
@@ -135,12 +142,13 @@ def _fit_job(host: Any, job: Any) -> dict[str, Any]:
                 parent={int(k): float(v) for k, v in parent.items()} if parent else None,
                 anchors=_extremes(host.trusted), **extra,
             )
-            res = fit_default(remote.predict, y, opts, remote.predict_many if options.get("batch", True) else None)
+            res = fit_default(remote.predict, y, opts, remote.predict_many if options.get("batch", True) else None,
+                              remote.predict_each)
         session.close()  # killed and reaped before the scoring process exists
         params = np.ones(n_params)
         params[indices] = np.asarray(res.params, np.float64)[indices]
         fit_info = {"method": res.method, "nfev": res.nfev, "starts": res.starts, "loss": float(res.loss),
-                    "seconds": time.perf_counter() - started}
+                    "seconds": time.perf_counter() - started, "round_trips": remote.calls}
         if res.notes:
             fit_info["notes"] = list(res.notes)
     fit_info["indices"] = indices

@@ -41,18 +41,22 @@ def _load(path: str) -> Any:
 
 
 class Factory:
-    def __init__(self, setup: messages.Setup, sock: socket.socket, jail: str | None, uid_ok: bool,
+    def __init__(self, boot: messages.Boot, sock: socket.socket, jail: str | None, uid_ok: bool,
                  ipc_ok: bool, seccomp_ok: bool) -> None:
-        self.setup = setup
         self.sock = sock
         self.jail, self.uid_ok, self.ipc_ok, self.seccomp_ok = jail, uid_ok, ipc_ok, seccomp_ok
+        self.runners = {name: _load(name) for name in boot.runners}
+        runtime.preload(("numpy", "math"))
+        # the rest of the setup (inputs, allowed imports, limits) comes once it exists
+        setup = protocol.recv(sock.fileno())
+        if not isinstance(setup, messages.Setup):
+            raise RuntimeError("expected the setup")
+        self.setup = setup
         self.inputs = {k: list(v) for k, v in setup.inputs.items()}
         for cols in self.inputs.values():
             for c in cols:
                 c.flags.writeable = False
-        self.runners = {name: _load(name) for name in setup.runners}
         self.gate = runtime.ModuleGate(tuple(setup.allowed_imports))
-        runtime.preload(("numpy", "math"))
         self.memory = setup.memory_bytes if setup.address_space_limit else None
         gc.collect()
         gc.freeze()
@@ -178,7 +182,7 @@ class Factory:
             protocol.write_frame(rep_w, data)
 
 
-def start(setup: messages.Setup, jail: str | None, uid_ok: bool, ipc_ok: bool, seccomp_ok: bool,
+def start(boot: messages.Boot, jail: str | None, uid_ok: bool, ipc_ok: bool, seccomp_ok: bool,
           ) -> tuple[int, socket.socket]:
     """Fork the factory from the calling (trusted, target-free) process; returns (pid, socket)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -192,7 +196,7 @@ def start(setup: messages.Setup, jail: str | None, uid_ok: bool, ipc_ok: bool, s
             if os.getppid() not in (parent, 0):  # 0: the factory is init of its own PID namespace
                 os._exit(0)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            Factory(setup, theirs, jail, uid_ok, ipc_ok, seccomp_ok).serve()
+            Factory(boot, theirs, jail, uid_ok, ipc_ok, seccomp_ok).serve()
         except BaseException:  # noqa: BLE001 - a broken factory makes the zygote fail its jobs
             code = 1
         finally:

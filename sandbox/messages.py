@@ -70,17 +70,33 @@ class Reply:
 _TYPES: dict[str, type] = {"Call": Call, "Reply": Reply}
 
 
+_ENCODED: dict[tuple, bytes] = {}  # header bytes by content: a fit repeats a few headers thousands of times
+_PARSED: dict[bytes, tuple] = {}  # checked header contents by header bytes, likewise
+_CACHE_LIMIT = 512
+
+
 def encode(msg: Call | Reply) -> bytes:
     kind = type(msg).__name__
     arrays = [(str(k), np.ascontiguousarray(v, dtype=np.float64)) for k, v in msg.arrays.items()]
-    fields_ = {k: v for k, v in vars(msg).items() if k != "arrays"}
     if isinstance(msg, Call):
-        fields_["args"] = {str(k): v for k, v in msg.args.items() if isinstance(v, _SCALARS)}
-    header = json.dumps({"type": kind, "fields": fields_,
-                         "arrays": [[k, [int(s) for s in a.shape]] for k, a in arrays]},
-                        allow_nan=True).encode()
-    if len(header) > MAX_HEADER_BYTES:
-        raise BadMessage(f"header of {len(header)} bytes")
+        args = tuple((str(k), v) for k, v in msg.args.items() if isinstance(v, _SCALARS))
+        fields_key: tuple = ("op", msg.op, args)
+    else:
+        fields_key = (msg.ok, msg.text, msg.reason, msg.detail)
+    key = (kind, fields_key, tuple((k, a.shape) for k, a in arrays))
+    header = _ENCODED.get(key)
+    if header is None:
+        if isinstance(msg, Call):
+            fields_: dict[str, Any] = {"op": msg.op, "args": dict(args)}
+        else:
+            fields_ = {"ok": msg.ok, "text": msg.text, "reason": msg.reason, "detail": msg.detail}
+        header = json.dumps({"type": kind, "fields": fields_,
+                             "arrays": [[k, [int(s) for s in a.shape]] for k, a in arrays]},
+                            allow_nan=True).encode()
+        if len(header) > MAX_HEADER_BYTES:
+            raise BadMessage(f"header of {len(header)} bytes")
+        if len(_ENCODED) < _CACHE_LIMIT:
+            _ENCODED[key] = header
     return b"".join([_PREFIX.pack(_MAGIC, VERSION, len(header)), header, *(a.tobytes() for _, a in arrays)])
 
 
@@ -116,9 +132,38 @@ def _decode(data: memoryview, kind: type, expect: Mapping[str, tuple[int, ...]] 
         raise BadMessage("not an eqforge message of this version")
     if n > MAX_HEADER_BYTES or _PREFIX.size + n > len(data):
         raise BadMessage(f"header of {n} bytes")
-    header = json.loads(bytes(data[_PREFIX.size:_PREFIX.size + n]).decode("utf-8"))
-    if not isinstance(header, dict) or _TYPES.get(header.get("type")) is not kind:
+    raw = bytes(data[_PREFIX.size:_PREFIX.size + n])
+    parsed = _PARSED.get(raw)
+    if parsed is None:
+        parsed = _parse_header(raw)
+        if len(_PARSED) < _CACHE_LIMIT:
+            _PARSED[raw] = parsed
+    type_name, fields_, shapes, total = parsed
+    if _TYPES.get(type_name) is not kind:
         raise BadMessage(f"expected a {kind.__name__}")
+    body = data[_PREFIX.size + n:]
+    if len(body) != 8 * total:
+        raise BadMessage("array bytes do not match the header")
+    if expect is not None:
+        got = {name: shape for name, shape, _ in shapes}
+        if got != dict(expect):
+            raise BadMessage(f"arrays {got} where {dict(expect)} were asked for")
+    arrays, offset = {}, 0
+    for name, shape, count in shapes:
+        # a view of this frame's own buffer (a fresh one per frame): no copy of the bytes
+        arrays[name] = np.frombuffer(body, np.float64, count, offset).reshape(shape)
+        offset += 8 * count
+    if kind is Call:
+        return Call(op=fields_["op"], args=dict(fields_["args"]), arrays=arrays)
+    return Reply(ok=fields_["ok"], arrays=arrays, text=fields_["text"], reason=fields_["reason"],
+                 detail=fields_["detail"])
+
+
+def _parse_header(raw: bytes) -> tuple[str, dict[str, Any], tuple, int]:
+    """Checked (type, fields, array shapes, element count) of a header; BadMessage if malformed."""
+    header = json.loads(raw.decode("utf-8"))
+    if not isinstance(header, dict) or header.get("type") not in _TYPES:
+        raise BadMessage("not a known message type")
     specs, fields_ = header.get("arrays"), header.get("fields")
     if not isinstance(specs, list) or not isinstance(fields_, dict) or len(specs) > 16:
         raise BadMessage("malformed header")
@@ -133,27 +178,18 @@ def _decode(data: memoryview, kind: type, expect: Mapping[str, tuple[int, ...]] 
         if total > MAX_ELEMENTS:
             raise BadMessage("too many elements")
         shapes.append((spec[0], tuple(spec[1]), count))
-    body = data[_PREFIX.size + n:]
-    if len(body) != 8 * total:
-        raise BadMessage("array bytes do not match the header")
-    if expect is not None:
-        got = {name: shape for name, shape, _ in shapes}
-        if got != dict(expect):
-            raise BadMessage(f"arrays {got} where {dict(expect)} were asked for")
-    arrays, offset = {}, 0
-    for name, shape, count in shapes:
-        arrays[name] = np.frombuffer(body, np.float64, count, offset).reshape(shape).copy()
-        offset += 8 * count
-    if kind is Call:
+    if header["type"] == "Call":
         args = fields_.get("args", {})
         if not isinstance(args, dict) or not all(isinstance(v, _SCALARS) for v in args.values()):
             raise BadMessage("malformed args")
-        return Call(op=_text(fields_.get("op"), 64), args=args, arrays=arrays)
-    ok = fields_.get("ok")
-    if type(ok) is not bool:
-        raise BadMessage("malformed reply")
-    return Reply(ok=ok, arrays=arrays, text=_text(fields_.get("text"), MAX_TEXT),
-                 reason=_text(fields_.get("reason"), 64), detail=_text(fields_.get("detail"), 500))
+        checked: dict[str, Any] = {"op": _text(fields_.get("op"), 64), "args": args}
+    else:
+        ok = fields_.get("ok")
+        if type(ok) is not bool:
+            raise BadMessage("malformed reply")
+        checked = {"ok": ok, "text": _text(fields_.get("text"), MAX_TEXT), "reason": _text(fields_.get("reason"), 64),
+                   "detail": _text(fields_.get("detail"), 500)}
+    return header["type"], checked, tuple(shapes), total
 
 
 def _text(value: Any, limit: int) -> str:
@@ -188,6 +224,22 @@ class Setup:
     audit_hook: bool = True  # off only in tests that show what the kernel layers hold alone
     warmup: str | None = None  # a driver-side "module:function" run once, in the zygote
     version: int = VERSION
+
+
+@dataclass(frozen=True)
+class Boot:
+    """What a zygote needs before any data exists: so it can be started while the main
+    process is still importing and loading (``pool.prestart``). Must match the ``Setup``."""
+
+    runners: tuple[str, ...]
+    drivers: tuple[str, ...] = ()
+    harden: bool = True
+    isolate_network: bool = True
+    version: int = VERSION
+
+    @classmethod
+    def of(cls, setup: Setup) -> Boot:
+        return cls(tuple(setup.runners), tuple(setup.drivers), setup.harden, setup.isolate_network)
 
 
 @dataclass(frozen=True)

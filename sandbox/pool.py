@@ -34,7 +34,7 @@ from typing import Any
 
 from eqforge.sandbox import protocol
 from eqforge.sandbox.cgroups import CgroupSet
-from eqforge.sandbox.messages import Job, Outcome, Setup, TrustedData
+from eqforge.sandbox.messages import Boot, Job, Outcome, Setup, TrustedData
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,46 @@ MEMORY_SLACK = 64 * 1024 * 1024
 _live_pools: weakref.WeakSet[SandboxPool] = weakref.WeakSet()
 
 
+_prestarted: list[_Worker] = []
+_prestart_lock = threading.Lock()
+
+
 @atexit.register
 def _close_all_pools() -> None:
     """Last resort: a program that forgot ``close`` still leaves no process behind."""
     for pool in list(_live_pools):
         pool.close(wait=False)
+    with _prestart_lock:
+        while _prestarted:
+            _prestarted.pop().kill()
+
+
+def prestart(workers: int, boot: Boot) -> None:
+    """Start zygotes now, before the data exists, for the next pool with this ``boot``.
+
+    Their interpreter start, imports, namespaces, probes and the factory's fork overlap
+    with whatever the caller does meanwhile (importing, loading CSV files); the pool that
+    takes them only sends the data. Best effort: failures are left to that pool.
+    """
+
+    def one(i: int) -> None:
+        try:
+            w = _Worker(boot, -1 - i)
+        except (RuntimeError, OSError):
+            return
+        with _prestart_lock:
+            _prestarted.append(w)
+
+    for i in range(max(0, workers)):
+        threading.Thread(target=one, args=(i,), daemon=True).start()
+
+
+def _take_prestarted(boot: Boot) -> _Worker | None:
+    with _prestart_lock:
+        for k, w in enumerate(_prestarted):
+            if w.boot == boot and w.proc.poll() is None:
+                return _prestarted.pop(k)
+    return None
 
 
 def scrubbed_env(home: str) -> dict[str, str]:
@@ -85,10 +120,13 @@ def kernel_walls(layers: dict[str, Any]) -> bool:
 class _Worker:
     """One zygote process and its private temporary directory."""
 
-    def __init__(self, setup: Setup, trusted: TrustedData, index: int) -> None:
+    def __init__(self, boot: Boot, index: int) -> None:
+        """Start the zygote process; it gets ready as far as it can without data."""
         self.index = index
+        self.boot = boot
         self.tmpdir = tempfile.mkdtemp(prefix=f"eqforge-w{index}-")
-        self.cgroup = CgroupSet.create(f"w{index}", PIDS_MAX) if setup.harden else None
+        self.cgroup = CgroupSet.create(f"w{index}", PIDS_MAX) if boot.harden else None
+        self.started = time.perf_counter()
         env = scrubbed_env(self.tmpdir)
         if self.cgroup is not None:
             env.update(EQFORGE_CGROUP_PROCS=self.cgroup.procs_file, EQFORGE_CGROUP_OOM=self.cgroup.oom_file)
@@ -120,6 +158,14 @@ class _Worker:
                 self.cgroup.close()
                 self.cgroup = None
         try:
+            protocol.send(self.wfd, boot)
+        except OSError as exc:
+            self.kill()
+            raise RuntimeError(f"sandbox worker failed to start: {exc}") from None
+
+    def configure(self, setup: Setup, trusted: TrustedData) -> None:
+        """Send the data; wait until the zygote is ready for jobs."""
+        try:
             protocol.send(self.wfd, setup)
             protocol.send(self.wfd, trusted)  # read by the zygote only after its factory is forked
             hello = self._recv(timeout=120.0)
@@ -130,6 +176,10 @@ class _Worker:
             self.kill()
             raise RuntimeError(f"sandbox worker failed to start: {err}")
         self.factory_pid: int | None = hello.get("factory")
+        self.timings: dict[str, float] = {"process start and imports": time.perf_counter() - self.started,
+                                          **dict(hello.get("timings", {}))}
+        self.timings["process start and imports"] -= sum(v for k, v in self.timings.items()
+                                                         if k != "process start and imports")
         self.isolation: dict[str, Any] = dict(hello.get("layers", {}))
         if self.cgroup is None:
             self.isolation["cgroup"] = False
@@ -245,7 +295,16 @@ class SandboxPool:
 
     def _start(self, i: int) -> None:
         try:
-            self._workers[i] = _Worker(self.setup, self.trusted, i)
+            w = _take_prestarted(Boot.of(self.setup)) or _Worker(Boot.of(self.setup), i)
+            try:
+                w.configure(self.setup, self.trusted)
+            except RuntimeError:
+                if not w.index < 0:
+                    raise
+                w = _Worker(Boot.of(self.setup), i)  # a prestarted one that went stale: a fresh one
+                w.configure(self.setup, self.trusted)
+            w.index = i
+            self._workers[i] = w
         except (RuntimeError, OSError) as exc:
             log.error("sandbox worker %d failed to start: %s", i, exc)
 
@@ -271,6 +330,12 @@ class SandboxPool:
     def worker_pids(self) -> list[int]:
         """The zygotes' pids (each zygote's factory is its child)."""
         return [w.proc.pid for w in self._workers if w is not None]
+
+    def startup_timings(self) -> dict[str, float]:
+        """Where the first zygote's start-up went (seconds): process start and imports,
+        namespaces, probes, the factory's fork, driver imports…"""
+        w = self._workers[0]
+        return dict(w.timings) if w else {}
 
     def factory_pids(self) -> list[int]:
         return [w.factory_pid for w in self._workers if w is not None and w.factory_pid]
@@ -337,13 +402,15 @@ class SandboxPool:
         if wait:
             for t in self._threads:
                 t.join(timeout=60)
-        for i, w in enumerate(self._workers):
-            if w is not None:
-                if wait:
-                    w.stop()
-                else:
-                    w.kill()
-                self._workers[i] = None
+        # With the queue drained nothing in a zygote is worth a graceful stop: kill them all
+        # at once, in parallel (each kill waits for its cgroup to empty).
+        workers = [w for w in self._workers if w is not None]
+        self._workers = [None] * self.size
+        killers = [threading.Thread(target=w.kill) for w in workers]
+        for t in killers:
+            t.start()
+        for t in killers:
+            t.join()
         _live_pools.discard(self)
 
     def __enter__(self) -> SandboxPool:

@@ -225,38 +225,59 @@ class Host:
 
 
 class Zygote:
-    def __init__(self, setup: messages.Setup, proto_in: int, proto_out: int) -> None:
-        if setup.version != messages.VERSION:
-            raise RuntimeError(f"setup version {setup.version}, expected {messages.VERSION}")
-        self.setup = setup
+    def __init__(self, boot: messages.Boot, proto_in: int, proto_out: int) -> None:
+        if boot.version != messages.VERSION:
+            raise RuntimeError(f"boot version {boot.version}, expected {messages.VERSION}")
+        mark = time.perf_counter()
+        self.timings: dict[str, float] = {}  # where this zygote's start-up went, in seconds
+
+        def lap(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            self.timings[name] = now - mark
+            mark = now
+
         self.proto_in, self.proto_out = proto_in, proto_out
         self.pid = os.getpid()
         self.counter = 0
-        self.rows = {k: int(v[0].shape[0]) if len(v) else 0 for k, v in setup.inputs.items()}
-        self.layers: dict[str, Any] = {"harden": setup.harden}
+        self.layers: dict[str, Any] = {"harden": boot.harden}
         jail, self.uid_ok, ipc_ok, seccomp_ok = None, False, False, False
-        if setup.harden:
+        if boot.harden:
             runtime.set_oom_score(-1000)  # candidates volunteer instead
-            self.layers.update(isolation.enter(setup.isolate_network))
+            self.layers.update(isolation.enter(boot.isolate_network))
             jail = isolation.jail(self.layers.get("mount") == "private")
             self.layers["ro_root"] = jail.kind if jail else "none"
+            lap("namespaces")
             probe = isolation.probe(jail.path if jail else None, candidate_uid(self.pid, 0))
+            lap("probes")
             self.uid_ok, ipc_ok, seccomp_ok = probe["uid"], probe["ipc"], probe["seccomp"]
             self.layers.update(chroot=probe["chroot"], uid="distinct" if self.uid_ok else "shared",
                                ipc=ipc_ok, seccomp=seccomp_ok, pid=isolation.new_pid_namespace())
             jail_path = jail.path if jail and probe["chroot"] else None
         else:
             jail_path = None
-        self.factory_pid, self.sock = factory.start(setup, jail_path, self.uid_ok, ipc_ok, seccomp_ok)
+        self.factory_pid, self.sock = factory.start(boot, jail_path, self.uid_ok, ipc_ok, seccomp_ok)
+        lap("factory fork")
         self.layers["cgroup"] = bool(os.environ.get("EQFORGE_CGROUP_PROCS"))
+        self.drivers = {name: factory._load(name) for name in boot.drivers}
+        lap("driver imports")
+        # Up to here nothing depended on the data: a prestarted zygote waits here.
+        setup = protocol.recv(proto_in)
+        if not isinstance(setup, messages.Setup) or messages.Boot.of(setup) != boot:
+            raise RuntimeError("the setup does not match the boot message")
+        self.setup = setup
+        self.rows = {k: int(v[0].shape[0]) if len(v) else 0 for k, v in setup.inputs.items()}
+        protocol.send(self.sock.fileno(), setup)  # the factory's inputs, allowed imports, limits
+        lap("waiting for the setup")
         # Only now, with every future candidate process's ancestor forked, the secrets come.
         trusted = protocol.recv(proto_in, scrub=True)
         if not isinstance(trusted, messages.TrustedData):
             raise RuntimeError("expected the trusted data")
         self.trusted = dict(trusted.arrays)
-        self.drivers = {name: factory._load(name) for name in setup.drivers}
+        lap("trusted data")
         if setup.warmup:
             factory._load(setup.warmup)(self.trusted)
+            lap("warmup")
         self.cgroup_procs = os.environ.get("EQFORGE_CGROUP_PROCS", "")
         self.oom_file = os.environ.get("EQFORGE_CGROUP_OOM", "")
         self.oom_seen = cgroups.oom_kills(self.oom_file)
@@ -346,7 +367,7 @@ class Zygote:
                     pass
 
     def serve(self) -> None:
-        protocol.send(self.proto_out, {"ready": True, "pid": self.pid, "layers": self.layers,
+        protocol.send(self.proto_out, {"ready": True, "pid": self.pid, "layers": self.layers, "timings": self.timings,
                                        "factory": self.factory_pid, "rss": _rss_bytes() + _rss_bytes(self.factory_pid)})
         while True:
             try:
@@ -392,10 +413,10 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     try:
-        setup = protocol.recv(proto_in)
-        if not isinstance(setup, messages.Setup):
-            raise RuntimeError("expected a Setup")
-        zygote = Zygote(setup, proto_in, proto_out)
+        boot = protocol.recv(proto_in)
+        if not isinstance(boot, messages.Boot):
+            raise RuntimeError("expected a Boot")
+        zygote = Zygote(boot, proto_in, proto_out)
     except Exception:  # noqa: BLE001 - report any setup failure to the parent, then exit
         protocol.send(proto_out, {"ready": False, "error": traceback.format_exc(limit=3)})
         return
