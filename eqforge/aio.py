@@ -47,26 +47,32 @@ def _run_in_thread(coro: Coroutine[Any, Any, T]) -> T:
         handle.put((asyncio.get_running_loop(), task))
         return await coro
 
+    finished = threading.Event()
+
     def target() -> None:
         try:
             outcome["value"] = asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread as is
             outcome["error"] = exc
+        finally:
+            finished.set()
 
     # The caller's context (logging setup, contextvars) carries over into the thread.
     ctx = contextvars.copy_context()
     thread = threading.Thread(target=ctx.run, args=(target,), name="eqforge-run", daemon=True)
     thread.start()
+    # Wait on an Event, not Thread.join: a join interrupted by KeyboardInterrupt can leave
+    # the thread looking finished (is_alive() False) while it still runs.
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:
         try:
             loop, task = handle.get(timeout=5)
             loop.call_soon_threadsafe(task.cancel)
         except queue.Empty:
             pass
-        thread.join(CANCEL_GRACE_SECONDS)
+        finished.wait(CANCEL_GRACE_SECONDS)
         raise
     if "error" in outcome:
         raise outcome["error"]

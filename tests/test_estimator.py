@@ -391,3 +391,33 @@ def test_discover_and_fit_work_inside_a_running_event_loop(tmp_path, llm):
     assert summary["samples"] == asummary["samples"] == 2
     assert model.summary_["samples"] == again.summary_["samples"] == 2
     np.testing.assert_allclose(model.predict(X), again.predict(X))
+
+
+def test_interrupting_a_notebook_cell_keeps_results(tmp_path, llm, monkeypatch):
+    """Jupyter's "interrupt kernel" raises KeyboardInterrupt in the main thread while the run
+    goes on in its worker thread (a loop is running): the run is cancelled, records written."""
+    import os
+    import signal
+
+    from eqforge import estimator
+    from eqforge.agents.progress import QuietProgress
+
+    class Interrupting(QuietProgress):
+        def update(self, stats):
+            if stats.samples == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(estimator, "progress_for", lambda quiet: Interrupting())
+    X, y = pendulum(80, 10)
+    model = EquationRegressor(llm, samples=50, workers=1, out=tmp_path / "r")
+
+    async def cell():
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as ipykernel does
+        try:
+            return model.fit(X, y)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    asyncio.run(cell())
+    assert model.summary_["stopped"] == "interrupted" and model.summary_["samples"] < 50
+    assert len(model.equations_)
