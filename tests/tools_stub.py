@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from tests.openai_stub import OpenAIStub
+from openai_stub import OpenAIStub
 
 
 class ToolCallingStub(OpenAIStub):
