@@ -121,7 +121,19 @@ class Episode:
 
     def _end(self, reason: str, *, final: bool = True) -> None:
         # A budget stop leaves the episode open: a resumed run with more budget continues it.
-        self._record(messages=[], done=final, end=reason)
+        sample = None
+        if reason == "turns":  # no proposal: a failed sample, so the budget bounds such episodes
+            sample = tools.no_submission(self.loop, self._base("submit", ""), self.turn)
+        self._record(messages=[], done=final, end=reason, sample=sample)
+
+    def _base(self, tool: str, code: str, reply: ModelTurn | None = None) -> dict[str, Any]:
+        """The fields of a sample this episode produces (tokens are counted per turn)."""
+        return {"source": "llm", "island": self.island, "prompt_hash": None, "parent_ids": [],
+                "model": reply.model if reply else None, "prompt_style": f"agent:{self.protocol}",
+                "response": code, "llm_seconds": reply.seconds if reply else 0.0,
+                "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
+                "finish_reason": reply.finish_reason if reply else None, "episode": self.id,
+                "turn": self.turn, "tool": tool, "registered": tool == "submit"}
 
     async def _ask(self) -> ModelTurn:
         loop = self.loop
@@ -149,12 +161,7 @@ class Episode:
         for call in calls:
             if done:
                 break
-            base = {"source": "llm", "island": self.island, "prompt_hash": None, "parent_ids": [],
-                    "model": reply.model, "prompt_style": f"agent:{self.protocol}",
-                    "response": str(call.arguments.get("code", "")), "llm_seconds": reply.seconds,
-                    "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
-                    "finish_reason": reply.finish_reason, "episode": self.id, "turn": self.turn,
-                    "tool": call.name, "registered": call.name == "submit"}
+            base = self._base(call.name, str(call.arguments.get("code", "")), reply)
             before = loop.next_index
             t0 = time.monotonic()
             if call.name == "describe_data":

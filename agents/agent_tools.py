@@ -111,6 +111,21 @@ async def score_candidate(loop: DiscoveryLoop, code: str, base: dict[str, Any], 
     return truncate("\n".join(lines)), True
 
 
+def no_submission(loop: DiscoveryLoop, base: dict[str, Any], turns: int) -> str | None:
+    """An episode that used its turns without submitting: one failed sample (its id)."""
+    from eqforge.evaluator.evaluate import EvalResult
+
+    if loop._reserve(1) == 0:
+        return None
+    try:
+        rec = loop._commit({**base, "program": None}, EvalResult.failure(
+            "agent:no-submit", f"the episode used its {turns} turns without calling submit"),
+            register=False)
+    finally:
+        loop.reserved -= 1
+    return rec.id
+
+
 async def analyze(loop: DiscoveryLoop, code: str) -> str:
     """The model's numpy analysis, run in the sandbox on the training split only.
 

@@ -36,7 +36,11 @@ from eqforge.prompts.strategy import load_strategy, strategy_names
 
 
 def default_strategies() -> list[str]:
-    return [n for n in strategy_names() if not load_strategy(n).abstract]
+    """The baseline and the small-model strategy first, the (slow) agent last."""
+    names = [n for n in strategy_names() if not load_strategy(n).abstract]
+    first = [n for n in ("llmsr", "extend") if n in names]
+    last = [n for n in names if load_strategy(n).kind == "agent"]
+    return first + [n for n in names if n not in first + last] + last
 
 
 async def run_all(args: argparse.Namespace) -> list[dict]:

@@ -174,3 +174,15 @@ def test_cost_budget_stops_agent_episodes_cleanly(tmp_path, llmsr_data):
     assert calls == 3 and abs(summary["cost"] - 0.03) < 1e-9
     turns = _read(out, "turns.jsonl")
     assert turns[-1]["end"] == "cost budget" and not turns[-1]["done"]  # resumable with more budget
+
+
+def test_episodes_without_submission_count_against_the_budget(tmp_path, llmsr_data):
+    """A model that never proposes must not loop forever: each such episode is a failed sample."""
+    replay = tmp_path / "idle.jsonl"
+    replay.write_text(json.dumps({"response": "Action: describe_data"}) + "\n")
+    out = tmp_path / "idle"
+    assert _run(out, llmsr_data, ["--llm", f"replay:{replay}"], "--samples", "2", "--agent-turns", "2") == 0
+    samples = [r for r in _read(out, "samples.jsonl") if r["source"] == "llm"]
+    assert [r["error"] for r in samples] == ["agent:no-submit", "agent:no-submit"]
+    ends = [t for t in _read(out, "turns.jsonl") if t.get("end")]
+    assert [(t["episode"], t["end"], t["sample"]) for t in ends] == [("e1", "turns", "s1"), ("e2", "turns", "s2")]
