@@ -191,6 +191,10 @@ class RunRecorder:
     def read_turns(self) -> list[dict[str, Any]]:
         return read_jsonl(self.turns_path, repair=True)
 
+    def model_turns(self) -> int:
+        """How many model answers the recorded agent turns hold (episode ends hold none)."""
+        return sum(1 for t in self.read_turns() if "text" in t)
+
 
 def failure_counts(records: list[SampleRecord]) -> dict[str, int]:
     return dict(Counter(r.error for r in records if not r.ok and r.error).most_common())

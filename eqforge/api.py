@@ -138,7 +138,9 @@ async def aresume(
     records = recorder.read_samples()
     events = recorder.read_events()
     done = sum(1 for r in records if r.source == "llm")
-    backend = build_backend(spec, config, replay_start=done)
+    # a replayed model answers once per sample, or once per turn for the agent strategy
+    answered = recorder.model_turns() if recorder.turns_path.exists() else done
+    backend = build_backend(spec, config, replay_start=answered)
     elapsed = max((r.elapsed for r in records), default=0.0)
     log.info("resuming %s: %d samples on record", run_dir, done)
     return await _aexecute(problem, config, backend, recorder, progress,

@@ -104,6 +104,8 @@ def test_text_protocol_with_replay_and_resume(tmp_path, llmsr_data):
     assert resumed and resumed[0]["turn"] == first[-2]["turn"] + 1  # the same conversation goes on
     samples = [r for r in _read(out, "samples.jsonl") if r["source"] == "llm"]
     assert len(samples) == 2 and {r["episode"] for r in samples} == {"e1"}
+    # the replayed model continues where it stopped: the next answer is the third one
+    assert resumed[0]["text"] == TEXT_TURNS[2]
 
 
 def test_agent_protocol_tools_needs_a_chat_api_backend(tmp_path, llmsr_data, capsys):
