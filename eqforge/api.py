@@ -166,6 +166,10 @@ def replay(
     source = Path(run_dir)
     saved = read_run_config(source)
     config = Config.model_validate(saved["config"])
+    if (source / "turns.jsonl").exists():
+        raise EqforgeError(f"{source} is an agent run: --replay-from serves samples' responses, "
+                           "not conversations; re-run it against a recorded model instead "
+                           "(--llm replay:FILE with one answer per turn)", exit_code=2)
     from eqforge.agents.llm.replay import read_run_samples
 
     n_recorded = len(read_run_samples(source))

@@ -188,3 +188,14 @@ def test_episodes_without_submission_count_against_the_budget(tmp_path, llmsr_da
     assert [r["error"] for r in samples] == ["agent:no-submit", "agent:no-submit"]
     ends = [t for t in _read(out, "turns.jsonl") if t.get("end")]
     assert [(t["episode"], t["end"], t["sample"]) for t in ends] == [("e1", "turns", "s1"), ("e2", "turns", "s2")]
+
+
+def test_replay_from_an_agent_run_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "agent-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": {"sampler": {"strategy": "agent"}},
+                                                 "run": {"problem": "oscillator1"}}))
+    (run / "samples.jsonl").write_text("")
+    (run / "turns.jsonl").write_text("")
+    assert main(["run", "--replay-from", str(run), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "is an agent run" in capsys.readouterr().err
