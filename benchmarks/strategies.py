@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from eqforge.agents.llm.registry import make_llm
 from eqforge.agents.loop import DiscoveryLoop
 from eqforge.agents.progress import QuietProgress
 from eqforge.agents.records import RunRecorder
-from eqforge.api import RunSpec, build_backend
 from eqforge.config import Config
 from eqforge.evaluator.evaluate import Evaluator
 from eqforge.problems.registry import load_problem
@@ -51,10 +51,9 @@ async def run_all(args: argparse.Namespace) -> list[dict]:
                     "agent_turns": args.agent_turns},
         "evaluator": {"workers": 1},
         "database": {"islands": 2},
+        "llm": {"cache": False, "backends": [{"spec": args.llm, "engine": args.engine}]},
     })
-    spec = RunSpec(problem="oscillator1", data=args.data, llm=[args.llm],
-                   backend={"cache": False, "engine": args.engine})
-    backend = build_backend(spec, base)
+    backend = make_llm(base.llm, seed=base.run.seed)
     rows = []
     try:
         with Evaluator(problem, base.evaluator) as evaluator:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eqforge.agents.llm.registry import BackendOptions, make_backend
+from eqforge.agents.llm.registry import make_llm
 from eqforge.agents.loop import DiscoveryLoop, Guess
 from eqforge.agents.progress import Progress
 from eqforge.agents.records import RunRecorder
 from eqforge.aio import run_sync
-from eqforge.config import Config
+from eqforge.config import BackendConfig, Config, upgrade_saved
 from eqforge.errors import EqforgeError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
 from eqforge.problems.registry import load_problem
@@ -29,43 +29,22 @@ from eqforge.prompts.strategy import runnable_strategy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LLM = "local:"
-
-
 @dataclass
 class RunSpec:
-    """What a run needs beyond ``Config``: which problem, which model(s)."""
+    """What a run needs beyond ``Config``: which problem (the models are ``config.llm``)."""
 
     problem: str
     data: str | None = None
-    llm: list[str] = field(default_factory=list)
-    backend: dict[str, Any] = field(default_factory=dict)  # BackendOptions fields
     guesses: list[dict[str, Any]] = field(default_factory=list)  # Guess.to_json() each
 
     def to_json(self) -> dict[str, Any]:
-        return {"problem": self.problem, "data": self.data, "llm": self.llm,
-                "backend": self.backend, "guesses": self.guesses}
+        return {"problem": self.problem, "data": self.data, "guesses": self.guesses}
 
 
 def default_run_dir(problem: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(problem).name)
     return Path("runs") / f"{stamp}-{safe}"
-
-
-def build_backend(spec: RunSpec, config: Config, *, replay_start: int = 0):  # noqa: ANN201
-    specs = spec.llm or [DEFAULT_LLM]
-    opts = BackendOptions(
-        **{**spec.backend, "prompt_style": config.sampler.prompt_style,
-           "replay_start": replay_start, "require_price": config.run.max_cost is not None}
-    )
-    if len(specs) == 1:
-        from eqforge.agents.llm.registry import split_weight, wrap_backend
-
-        return wrap_backend(make_backend(split_weight(specs[0])[0], opts), opts)  # prices, cache
-    from eqforge.agents.llm.ensemble import make_ensemble
-
-    return make_ensemble(specs, opts, seed=config.run.seed)
 
 
 def discover(
@@ -98,7 +77,8 @@ async def adiscover(
             "or choose another --out"
         )
     runnable_strategy(config.sampler.strategy)  # an unknown strategy fails before any file
-    backend = build_backend(spec, config)  # fails fast (missing key, bad spec) before any file
+    # fails fast (missing key, bad spec) before any file
+    backend = make_llm(config.llm, seed=config.run.seed, require_price=config.run.max_cost is not None)
     recorder = RunRecorder(out_dir)
     recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),
                            "problem": problem.summary(), "backend": backend.describe()})
@@ -127,7 +107,7 @@ async def aresume(
     """``resume`` as a coroutine. ``overrides``: config sections to change for the rest of
     the run (budgets, for instance), as ``Config.with_overrides`` takes them."""
     recorder = RunRecorder(Path(run_dir))
-    saved = recorder.read_config()
+    saved = upgrade_saved(recorder.read_config())
     config = Config.model_validate(saved["config"])
     if overrides:
         config = config.with_overrides(overrides)
@@ -140,7 +120,8 @@ async def aresume(
     done = sum(1 for r in records if r.source == "llm")
     # a replayed model answers once per sample, or once per turn for the agent strategy
     answered = recorder.model_turns() if recorder.turns_path.exists() else done
-    backend = build_backend(spec, config, replay_start=answered)
+    backend = make_llm(config.llm, seed=config.run.seed, replay_start=answered,
+                       require_price=config.run.max_cost is not None)
     elapsed = max((r.elapsed for r in records), default=0.0)
     log.info("resuming %s: %d samples on record", run_dir, done)
     return await _aexecute(problem, config, backend, recorder, progress,
@@ -152,7 +133,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise EqforgeError(f"{run_dir}: no config.json here; is this a run directory?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return upgrade_saved(json.loads(path.read_text(encoding="utf-8")))
 
 
 def replay(
@@ -175,10 +156,12 @@ def replay(
     n_recorded = len(read_run_samples(source))
     config = config.with_overrides({"run": {"samples": samples or n_recorded}})
     config = config.model_copy(update={"run": config.run.model_copy(update={"out": None})})
-    run = dict(saved["run"])
-    spec = RunSpec(problem=run["problem"], data=run.get("data"), llm=[f"replay:{source}"],
-                   backend={k: v for k, v in (run.get("backend") or {}).items() if k != "model"},
-                   guesses=list(run.get("guesses") or []))
+    styles = {b.prompt_style for b in config.llm.backends}
+    style = styles.pop() if len(styles) == 1 else "auto"
+    llm = config.llm.model_copy(update={"backends": (BackendConfig(spec=f"replay:{source}", prompt_style=style),)})
+    config = config.model_copy(update={"llm": llm})
+    run = saved["run"]
+    spec = RunSpec(problem=run["problem"], data=run.get("data"), guesses=list(run.get("guesses") or []))
     return discover(spec, config, out=out, progress=progress)
 
 

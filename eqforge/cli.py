@@ -17,21 +17,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eqforge.config import Config, load_config
 from eqforge.errors import ConfigError, EqforgeError
+from eqforge.flags import BACKEND, add_config_flags, apply_flags, given
 
 log = logging.getLogger("eqforge")
 
 
-def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+#: which configuration fields ``eqforge evaluate`` takes as flags (``run`` takes them all)
+EVAL_FLAGS = {"evaluator": None, "run": ["seed"]}
+RUN_FLAGS = {"run": None, "llm": None, BACKEND: None, "sampler": None, "database": None, "evaluator": None}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="folder with train.csv/test_id.csv/test_ood.csv (LLM-SR layout)")
     p.add_argument("--config", help="TOML file overriding the defaults")
-    p.add_argument("--timeout", type=float, help="wall-clock seconds per candidate (default 30)")
-    p.add_argument("--workers", type=int, help="sandbox worker processes (default: one per core)")
-    p.add_argument("--fitter", choices=["default", "llmsr"], help="parameter fitting procedure")
-    p.add_argument("--max-params", type=int, help="most params a program may use (default 10)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--ray", metavar="ADDRESS",
-                   help="run the sandbox pools on a Ray cluster's nodes ('local' starts one; needs [ray])")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,47 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     run.add_argument("--replay-from", metavar="RUN_DIR",
                      help="re-run a recorded run with its config, serving its own samples' responses")
-    run.add_argument("--llm", action="append", metavar="SPEC",
-                     help="openai:MODEL | openai-compatible | replay:FILE | local:PATH | vllm:MODEL | terms:"
-                          " (repeat with @weight for an ensemble)")
-    run.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    run.add_argument("--model", help="model name for --llm openai-compatible")
-    run.add_argument("--api-key-env", help="environment variable holding the API key")
-    run.add_argument("--no-cache", action="store_true",
-                     help="do not read or write the response cache (~/.cache/eqforge/responses,"
-                          " or $EQFORGE_CACHE_DIR)")
-    run.add_argument("--prices", metavar="FILE",
-                     help="price table (TOML, USD per 1M tokens) extending the built-in one")
-    run.add_argument("--engine", choices=["auto", "llama-cpp", "transformers"],
-                     help="in-process engine for --llm local:PATH (default: auto)")
-    run.add_argument("--patience", type=float, metavar="SECONDS",
-                     help="how long a rate-limiting API may keep answering 429 before the run stops "
-                          "(default 300; waits follow its Retry-After)")
-    run.add_argument("--samples", type=int, help="sample budget (default 1000)")
-    run.add_argument("--max-seconds", type=float, help="wall-clock budget")
-    run.add_argument("--target-score", type=float, help="stop when the best score reaches this")
-    run.add_argument("--max-cost", type=float, help="stop when spend (USD) reaches this")
-    run.add_argument("--out", help="run directory (default runs/<timestamp>-<problem>)")
-    run.add_argument("--islands", type=int, help="number of islands (default 10)")
-    run.add_argument("--samples-per-prompt", type=int, help="responses per prompt (default 4)")
-    run.add_argument("--temperature", type=float, help="sampling temperature")
-    run.add_argument("--max-tokens", type=int, help="max tokens per response")
-    run.add_argument("--concurrency", type=int, help="prompts in flight at once")
-    run.add_argument("--strategy", help="prompting strategy (default llmsr; see `eqforge strategies list`)")
-    run.add_argument("--reflect-every", type=int,
-                     help="samples between reflections, for strategies with a memory (reflect)")
-    run.add_argument("--agent-turns", type=int, help="model turns per agent episode (default 8)")
-    run.add_argument("--agent-protocol", choices=["auto", "tools", "text"],
-                     help="agent strategy: OpenAI tools API or the text protocol (default auto)")
-    run.add_argument("--prompt-style", choices=["auto", "chat", "completion"])
     run.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_eval_flags(run)
+    _add_common(run)
+    add_config_flags(run, RUN_FLAGS)
 
     ev = sub.add_parser("evaluate", help="score a JSONL file of programs")
     ev.add_argument("problem")
     ev.add_argument("--programs", required=True, help='JSONL with {"id", "code"} per line')
     ev.add_argument("--out", required=True, help="JSONL file for the results")
-    _add_eval_flags(ev)
+    _add_common(ev)
+    add_config_flags(ev, EVAL_FLAGS)
 
     rep = sub.add_parser("report", help="write an HTML (or markdown) report of a run")
     rep.add_argument("run_dir")
@@ -98,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--csv", required=True)
     new.add_argument("--target", required=True, help="the column to model")
     new.add_argument("--describe", required=True, help="the system, in your own words")
-    new.add_argument("--llm", help="draft variable descriptions and units with this model")
-    new.add_argument("--base-url")
-    new.add_argument("--model")
+    add_config_flags(new, {BACKEND: ["spec", "base_url", "model", "api_key_env"]})
     new.add_argument("--ood-variable", help="variable whose extreme range is held out as OOD")
     new.add_argument("--ood-fraction", type=float)
     new.add_argument("--test-fraction", type=float)
@@ -140,25 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_from(args: argparse.Namespace):  # noqa: ANN202
-    from eqforge.config import load_config
-
-    config = load_config(getattr(args, "config", None))
-    g = lambda name: getattr(args, name, None)  # noqa: E731
-    return config.with_overrides({
-        "run": {"samples": g("samples"), "seed": g("seed"), "out": g("out"),
-                "max_seconds": g("max_seconds"), "target_score": g("target_score"),
-                "max_cost": g("max_cost")},
-        "evaluator": {"timeout": g("timeout"), "workers": g("workers"), "fitter": g("fitter"),
-                      "max_params": g("max_params"), "ray": g("ray")},
-        "database": {"islands": g("islands")},
-        "sampler": {"samples_per_prompt": g("samples_per_prompt"),
-                    "temperature": g("temperature"), "max_tokens": g("max_tokens"),
-                    "concurrency": g("concurrency"), "strategy": g("strategy"),
-                    "reflect_every": g("reflect_every"), "agent_turns": g("agent_turns"),
-                    "agent_protocol": g("agent_protocol"),
-                    "prompt_style": g("prompt_style")},
-    })
+def _config_from(args: argparse.Namespace) -> Config:
+    return apply_flags(load_config(getattr(args, "config", None)), args)
 
 
 def _progress(args: argparse.Namespace):  # noqa: ANN202
@@ -179,10 +129,11 @@ def _progress(args: argparse.Namespace):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     from eqforge.api import RunSpec, default_run_dir, discover, resume
 
+    samples = given(args, "run").get("samples")
     if args.resume:
         if args.problem:
             raise ConfigError("give either a problem or --resume RUN_DIR, not both")
-        summary = resume(args.resume, samples=args.samples, progress=_progress(args))
+        summary = resume(args.resume, samples=samples, progress=_progress(args))
         out = Path(args.resume)
     elif args.replay_from:
         from eqforge.api import read_run_config, replay
@@ -190,18 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.problem:
             raise ConfigError("--replay-from RUN_DIR takes the problem from the recorded run; drop the problem")
         saved = read_run_config(args.replay_from)
-        out = Path(args.out or default_run_dir(saved["run"]["problem"]))
-        summary = replay(args.replay_from, out=out, samples=args.samples, progress=_progress(args))
+        out = Path(given(args, "run").get("out") or default_run_dir(saved["run"]["problem"]))
+        summary = replay(args.replay_from, out=out, samples=samples, progress=_progress(args))
     else:
         if not args.problem:
             raise ConfigError("name a problem (see `eqforge problems list`) or pass --resume RUN_DIR")
         config = _config_from(args)
-        backend = {k: v for k, v in {"base_url": args.base_url, "model": args.model,
-                                     "api_key_env": args.api_key_env, "prices": args.prices,
-                                     "engine": args.engine, "patience": args.patience}.items() if v}
-        if args.no_cache:
-            backend["cache"] = False
-        spec = RunSpec(problem=args.problem, data=args.data, llm=args.llm or [], backend=backend)
+        spec = RunSpec(problem=args.problem, data=args.data)
         out = Path(config.run.out or default_run_dir(args.problem))
         summary = discover(spec, config, out=out, progress=_progress(args))
     _print_summary(summary, out)
@@ -276,9 +222,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from eqforge.problems.authoring import scaffold_from_cli
-
-    path = scaffold_from_cli(args)
+    path = scaffold_from_args(args)
     print(f"problem written to {path}; review problem.toml, then: eqforge run {path} --llm ...")
     return 0
 
@@ -327,6 +271,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"checkpoint written to {path}; serve it with: python -m vllm.entrypoints.openai.api_server "
           f"--model {path} --max-model-len 2048  (see docs/backends.md)")
     return 0
+
+
+def scaffold_from_args(args: argparse.Namespace) -> Path:
+    """What ``eqforge new`` runs: the flags of the ``new`` sub-command, drafting with ``--llm``."""
+    from eqforge.problems.authoring import scaffold
+
+    g = lambda key, default=None: getattr(args, key, default)  # noqa: E731
+    llm = llm_name = None
+    specs = given(args, BACKEND).get("spec")
+    if specs:
+        from eqforge.agents.drafting import as_complete
+        from eqforge.agents.llm.registry import make_llm
+
+        config = apply_flags(Config(), args)
+        llm = as_complete(make_llm(config.llm, seed=g("seed", 0) or 0), close=True)
+        llm_name = ", ".join(specs)
+    return scaffold(
+        g("directory"), g("csv"), g("target"), g("describe"), llm=llm, llm_name=llm_name,
+        test_fraction=g("test_fraction"), ood_variable=g("ood_variable"), ood_fraction=g("ood_fraction"),
+        seed=g("seed", 0) or 0, force=bool(g("force", False)),
+    )
 
 
 COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "report": cmd_report, "new": cmd_new,

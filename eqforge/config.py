@@ -1,32 +1,39 @@
 """Run configuration: frozen pydantic models whose defaults are LLM-SR's.
 
-One model per concern (database, sampler, evaluator, run), composed into ``Config``. A TOML
-file (``--config``) and CLI flags override the defaults; unknown keys are errors so a typo
-never silently falls back to a default.
+One model per concern (database, sampler, evaluator, run, llm), composed into ``Config``. A
+TOML file (``--config``) and CLI flags override the defaults; unknown keys are errors so a
+typo never silently falls back to a default. The CLI's flags are generated from these
+fields (``eqforge.cli_flags``): a field's description and default are its ``--help`` text,
+so each is written once, here. ``json_schema_extra={"flag": ...}`` names a flag that differs
+from the field's name, ``{"flag": None}`` keeps a field off the command line.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eqforge.errors import ConfigError
+from eqforge.errors import BackendError, ConfigError
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 class DatabaseConfig(_Frozen):
     """The experience buffer (FunSearch's programs database)."""
 
-    islands: int = Field(10, ge=1)
-    functions_per_prompt: int = Field(2, ge=1)
-    cluster_temperature_init: float = Field(0.1, gt=0)
-    cluster_temperature_period: int = Field(30_000, ge=1)
+    islands: int = Field(10, ge=1, description="number of islands")
+    functions_per_prompt: int = Field(2, ge=1, description="programs shown in each prompt")
+    cluster_temperature_init: float = Field(0.1, gt=0, description="initial temperature of the cluster draw")
+    cluster_temperature_period: int = Field(
+        30_000, ge=1, description="programs per island over which the cluster temperature decays")
     reset_period_seconds: float | None = Field(
         4 * 60 * 60, description="reset the worse half of islands this often (LLM-SR: 4 h)"
     )
@@ -38,10 +45,10 @@ class DatabaseConfig(_Frozen):
 class SamplerConfig(_Frozen):
     """How the LLM is asked."""
 
-    samples_per_prompt: int = Field(4, ge=1)
-    temperature: float = Field(0.8, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(1024, ge=16)
+    samples_per_prompt: int = Field(4, ge=1, description="responses per prompt")
+    temperature: float = Field(0.8, ge=0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_tokens: int = Field(1024, ge=16, description="max tokens per response")
     strategy: str = Field("llmsr", description="prompting strategy (prompts/strategies/NAME; "
                           "see `eqforge strategies list`)")
     reflect_every: int | None = Field(None, ge=1, description="samples between reflections "
@@ -50,16 +57,82 @@ class SamplerConfig(_Frozen):
     agent_protocol: Literal["auto", "tools", "text"] = Field(
         "auto", description="agent strategy: the OpenAI tools API or the text protocol "
         "(auto: tools for openai/openai-compatible chat backends, else text)")
-    prompt_style: Literal["auto", "chat", "completion"] = "auto"
     concurrency: int = Field(4, ge=1, description="prompts in flight at once")
+
+
+PromptStyleChoice = Literal["auto", "chat", "completion"]
+LLM_KINDS = ("openai", "openai-compatible", "replay", "local", "vllm", "terms")
+
+
+class BackendConfig(_Frozen):
+    """One model of the run; several form an ensemble, each prompt going to one by weight."""
+
+    spec: str = Field(
+        "local:", description="openai:MODEL | openai-compatible | replay:FILE | local:PATH | vllm:MODEL"
+        " | terms:MIN-MAX (repeat with @weight for an ensemble; local: is the offline model)",
+        json_schema_extra={"flag": "--llm"},
+    )
+    weight: float = Field(1.0, gt=0, description="share of the prompts this model gets",
+                          json_schema_extra={"flag": None})
+    base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(None, description="model name for --llm openai-compatible")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    prompt_style: PromptStyleChoice = Field(
+        "auto", description="chat messages or raw completion text (auto: what the model supports)")
+    concurrency: int = Field(8, ge=1, description="requests in flight to this model at once",
+                             json_schema_extra={"flag": "--llm-concurrency"})
+    timeout: float = Field(120.0, gt=0, description="seconds per request to the model",
+                           json_schema_extra={"flag": "--llm-timeout"})
+    max_retries: int = Field(5, ge=0, description="retries of a failed request (rate limits, 5xx)",
+                             json_schema_extra={"flag": "--llm-retries"})
+    backoff: float = Field(1.0, gt=0, description="first retry delay in seconds, doubled each retry",
+                           json_schema_extra={"flag": "--llm-backoff"})
+    patience: float = Field(300.0, gt=0, description="seconds a rate-limiting API may keep answering 429"
+                            " before the run stops (waits follow its Retry-After)")
+    reasoning_headroom: int = Field(8192, ge=0, description="extra completion tokens for reasoning models'"
+                                    " hidden reasoning (max_completion_tokens)")
+    engine: Literal["auto", "llama-cpp", "transformers"] = Field(
+        "auto", description="in-process engine for --llm local:PATH")
+    engine_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="engine settings (local: n_ctx, threads; vllm: max_model_len,"
+        " gpu_memory_utilization, tensor_parallel_size, dtype)", json_schema_extra={"flag": None})
+
+    @property
+    def kind(self) -> str:
+        return self.spec.partition(":")[0]
+
+    @classmethod
+    def from_cli(cls, text: str, **fields: Any) -> BackendConfig:
+        """``openai:gpt-4o@0.2`` -> spec ``openai:gpt-4o``, weight 0.2 (a bad weight stays in the spec)."""
+        spec, weight = text, 1.0
+        if "@" in text:
+            base, _, w = text.rpartition("@")
+            try:
+                spec, weight = base, float(w)
+            except ValueError:
+                pass
+            if weight <= 0:
+                raise BackendError(f"--llm {text}: weight must be positive")
+        return validated(cls, {**fields, "spec": spec, "weight": weight}, source="--llm")
+
+
+class LLMConfig(_Frozen):
+    """Which model(s) write the programs, and what is kept of their answers."""
+
+    backends: tuple[BackendConfig, ...] = Field(
+        (BackendConfig(),), min_length=1, description="the models ([[llm.backends]] tables)",
+        json_schema_extra={"flag": None})
+    cache: bool = Field(True, description="the response cache (~/.cache/eqforge/responses, or $EQFORGE_CACHE_DIR)")
+    cache_dir: str | None = Field(None, description="response cache folder", json_schema_extra={"flag": None})
+    prices: str | None = Field(None, description="price table (TOML, USD per 1M tokens) extending the built-in one")
 
 
 class EvaluatorConfig(_Frozen):
     """How candidates are run and fitted."""
 
     timeout: float = Field(30.0, gt=0, description="wall-clock seconds per candidate")
-    max_params: int = Field(10, ge=1)
-    fitter: Literal["default", "llmsr"] = "default"
+    max_params: int = Field(10, ge=1, description="most params a program may use")
+    fitter: Literal["default", "llmsr"] = Field("default", description="parameter fitting procedure")
     workers: int = Field(0, ge=0, description="sandbox worker processes; 0 = one per core")
     memory_mb: int = Field(2048, ge=64, description="address-space limit per candidate")
     fit_subsample: int | None = Field(
@@ -68,7 +141,8 @@ class EvaluatorConfig(_Frozen):
     fit_time_budget: float | None = Field(
         None, gt=0, description="seconds the fitter may spend per candidate; default half the timeout"
     )
-    allowed_imports: tuple[str, ...] = ()
+    allowed_imports: tuple[str, ...] = Field(
+        (), description="modules programs may import beyond numpy and math", json_schema_extra={"flag": None})
     ray: str | None = Field(
         None, description="Ray address ('local' or host:port): sandbox pools run on the cluster's "
         "nodes as Ray actors (the [ray] extra); workers = 0 then means every CPU of the cluster"
@@ -82,8 +156,8 @@ class RunConfig(_Frozen):
     max_seconds: float | None = Field(None, gt=0, description="wall-clock budget")
     target_score: float | None = Field(None, description="stop when best score >= this")
     max_cost: float | None = Field(None, ge=0, description="stop when spend (USD) exceeds this")
-    seed: int = 0
-    out: str | None = None
+    seed: int = Field(0, description="random seed")
+    out: str | None = Field(None, description="run directory (default runs/<timestamp>-<problem>)")
 
 
 class Config(_Frozen):
@@ -91,6 +165,7 @@ class Config(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
     run: RunConfig = RunConfig()
+    llm: LLMConfig = LLMConfig()
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> Config:
         """Return a copy with section-wise overrides applied (validated)."""
@@ -101,8 +176,12 @@ class Config(_Frozen):
 
 
 def _validate(data: dict[str, Any], *, source: str) -> Config:
+    return validated(Config, data, source=source)
+
+
+def validated(model: type[_M], data: dict[str, Any], *, source: str) -> _M:
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -121,3 +200,28 @@ def load_config(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc})") from None
     return _validate(raw, source=str(p))
+
+
+def upgrade_saved(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run directory's ``config.json`` from before the ``[llm]`` section, in today's form.
+
+    Older runs kept the models in ``run.llm`` (spec strings), their settings in
+    ``run.backend`` and the prompt form in ``sampler.prompt_style``; resuming such a run must
+    still work, so they are moved into ``config.llm`` here, once, for every reader.
+    """
+    run = dict(saved.get("run") or {})
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in (saved.get("config") or {}).items()}
+    if "llm" not in run and "backend" not in run and "prompt_style" not in config.get("sampler", {}):
+        return saved
+    options = dict(run.pop("backend", None) or {})
+    style = config.get("sampler", {}).pop("prompt_style", None)
+    llm = {k: options.pop(k) for k in ("cache", "cache_dir", "prices") if k in options}
+    options.pop("replay_start", None)
+    if "extra" in options:
+        options["engine_args"] = options.pop("extra")
+    if style is not None:
+        options["prompt_style"] = style
+    specs = run.pop("llm", None) or [BackendConfig().spec]
+    llm["backends"] = [BackendConfig.from_cli(text, **options).model_dump(mode="json") for text in specs]
+    config["llm"] = llm
+    return {**saved, "run": run, "config": config}

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from eqforge import equations as eqtable
 from eqforge.api import RunSpec, adiscover, aresume, discover, resume
-from eqforge.config import Config, load_config
+from eqforge.config import BackendConfig, Config, load_config
 from eqforge.errors import EqforgeError, ProblemError
 from eqforge.export import ExportError, Law, jax_export, law_from_program, numpy_callable, torch_module
 from eqforge.guesses import to_guesses
@@ -155,7 +155,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         raise TypeError(f"config must be a Config, a TOML path or a dict of sections, got "
                         f"{type(cfg).__name__}")
 
-    def _make_config(self, n_inputs: int) -> tuple[Config, dict[str, Any]]:
+    def _make_config(self, n_inputs: int) -> Config:
         config, backend = self._base_config()
         sampler: dict[str, Any] = {}
         if self.strategy is not None:
@@ -169,7 +169,13 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         })
         if n_inputs + 1 > config.evaluator.max_params:  # the linear seed needs d + 1 constants
             config = config.with_overrides({"evaluator": {"max_params": n_inputs + 1}})
-        return config, backend
+        specs = [self.llm] if isinstance(self.llm, str) else list(self.llm or [])
+        if specs or backend:  # the models, and "backend" options for each, as [llm] has them
+            shared = {k: backend.pop(k) for k in ("cache", "cache_dir", "prices") if k in backend}
+            backends = ([BackendConfig.from_cli(s, **backend) for s in specs] if specs else
+                        [BackendConfig.model_validate({**b.model_dump(), **backend}) for b in config.llm.backends])
+            config = config.with_overrides({"llm": {**shared, "backends": [b.model_dump() for b in backends]}})
+        return config
 
     # -- data -------------------------------------------------------------------------------------
     def _problem(self, X: Any, y: Any, variable_names: list[str] | None,
@@ -316,7 +322,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"model_selection must be one of {list(eqtable.SELECTIONS)}, got "
                              f"{self.model_selection!r}")
         problem = self._problem(X, y, variable_names, tests)
-        config, backend = self._make_config(len(problem.input_names))
+        config = self._make_config(len(problem.input_names))
         guesses = [g.to_json() for g in to_guesses(self.guesses, problem.spec)]
         previous = Path(self.run_dir_) if self.warm_start and hasattr(self, "run_dir_") else None
         plan: dict[str, Any] = {"problem": problem, "config": config, "resume": False,
@@ -346,9 +352,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
                                "it, or another out", exit_code=2)
         problem_dir = run_dir / "problem"
         problem.save(problem_dir)
-        llm = [self.llm] if isinstance(self.llm, str) else list(self.llm or [])
-        plan.update(run_dir=run_dir, spec=RunSpec(problem=str(problem_dir.resolve()), llm=llm,
-                                                  backend=backend, guesses=guesses))
+        plan.update(run_dir=run_dir, spec=RunSpec(problem=str(problem_dir.resolve()), guesses=guesses))
         self._validate_features(X, reset=True)
         return plan
 

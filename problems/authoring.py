@@ -1,7 +1,7 @@
 """Authoring problems: from a CSV and a paragraph, from arrays, from a data frame.
 
-``eqforge new DIR --csv data.csv --target COL --describe "..."`` calls ``scaffold_from_cli``,
-which calls ``scaffold``. Every path ends in ``Problem(...)`` so the checks in
+``eqforge new DIR --csv data.csv --target COL --describe "..."`` calls ``scaffold``. Every
+path ends in ``Problem(...)`` so the checks in
 ``problems.validate`` apply, and all of them share the same steps:
 
 1. column labels become safe Python names (``"Angle (rad)"`` -> ``Angle_rad``), the original
@@ -14,25 +14,25 @@ which calls ``scaffold``. Every path ends in ``Problem(...)`` so the checks in
    of the columns that exist: a column the model invents is ignored, a column it leaves out
    keeps its default, and the user's paragraph is kept verbatim as the description.
 
-The LLM is either a plain callable ``complete(text) -> str`` or an object with an async
-``generate(prompt, sampling)`` method (an ``eqforge.agents.llm`` backend).
+The LLM is a plain callable ``complete(text) -> str`` (``eqforge.agents.drafting.as_complete``
+makes one from a backend); the question and the reading of its answer are in
+``problems.drafting``. Nothing here imports a backend: problems sit below prompts and agents.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import keyword
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eqforge.errors import ProblemError
+from eqforge.problems.drafting import draft_variables
 from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
 from eqforge.problems.validate import RESERVED, check_arrays
 
@@ -441,206 +441,6 @@ def problem_from_dataframe(
 
 
 # ---------------------------------------------------------------------------------------
-# LLM-drafted variable descriptions
-# ---------------------------------------------------------------------------------------
-
-DRAFT_SYSTEM = (
-    "You help scientists describe their data sets. You answer with JSON only and never add "
-    "or remove variables."
-)
-
-DRAFT_TEMPLATE = """A scientist describes an experiment and a data table.
-
-Their description (verbatim):
-\"\"\"{description}\"\"\"
-
-The table has these columns (safe name, original header, summary statistics):
-{columns}
-
-The column to be modelled (the output) is `{target}`.
-
-For every column above, write a short description of the physical quantity (one phrase,
-as it would appear in "a numpy array representing observations of ...") and its unit
-(SI symbol, or "dimensionless"; null if it cannot be told). Use only the columns listed;
-do not invent new ones. Answer with JSON only, in this form:
-{{"variables": [{{"name": "<safe name>", "description": "...", "unit": "..."}}]}}
-"""
-
-
-def summarize(data: np.ndarray, labels: Sequence[str], names: Sequence[str]) -> list[dict[str, Any]]:
-    """Per-column summary statistics, for the drafting prompt and for ``describe``."""
-    out = []
-    for j, (lab, nm) in enumerate(zip(labels, names, strict=True)):
-        col = data[:, j]
-        out.append({
-            "name": nm, "label": lab, "min": float(np.min(col)), "max": float(np.max(col)),
-            "mean": float(np.mean(col)), "std": float(np.std(col)), "distinct": int(len(np.unique(col))),
-        })
-    return out
-
-
-def draft_prompt(description: str, table: list[dict[str, Any]], target: str) -> str:
-    lines = []
-    for c in table:
-        header = f" (header: {c['label']!r})" if c["label"] != c["name"] else ""
-        lines.append(
-            f"- `{c['name']}`{header}: min {c['min']:.6g}, max {c['max']:.6g}, mean {c['mean']:.6g}, "
-            f"std {c['std']:.6g}, {c['distinct']} distinct values"
-        )
-    return DRAFT_TEMPLATE.format(description=description.strip(), columns="\n".join(lines), target=target)
-
-
-def _json_candidates(text: str) -> list[Any]:
-    """Every JSON object or array found in ``text``: fenced blocks first, then the rest."""
-    found: list[Any] = []
-    blocks = re.findall(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", text, flags=re.S)
-    decoder = json.JSONDecoder()
-    for chunk in [*blocks, text]:
-        chunk = chunk.strip()
-        try:
-            found.append(json.loads(chunk))
-            continue
-        except json.JSONDecodeError:
-            pass
-        i = 0
-        while i < len(chunk):
-            if chunk[i] in "{[":
-                try:
-                    obj, end = decoder.raw_decode(chunk, i)
-                except json.JSONDecodeError:
-                    i += 1
-                    continue
-                found.append(obj)
-                i = end
-            else:
-                i += 1
-    return found
-
-
-def _entries(obj: Any) -> list[tuple[str, Any]]:
-    """Normalise the shapes a model may answer with into (key, value) pairs."""
-    if isinstance(obj, dict):
-        for key in ("variables", "columns", "inputs"):
-            if isinstance(obj.get(key), list | dict):
-                pairs = _entries(obj[key])
-                out = obj.get("output") or obj.get("target")
-                if isinstance(out, dict):
-                    pairs += _entries([out])
-                return pairs
-        return [(str(k), v) for k, v in obj.items()]
-    if isinstance(obj, list):
-        pairs = []
-        for item in obj:
-            if isinstance(item, dict):
-                key = item.get("name") or item.get("column") or item.get("variable") or item.get("label")
-                if key is not None:
-                    pairs.append((str(key), item))
-        return pairs
-    return []
-
-
-def _clean(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = " ".join(str(value).split())
-    return text or None
-
-
-def parse_draft(
-    text: str, names: Sequence[str], labels: Sequence[str] | None = None
-) -> dict[str, dict[str, str | None]]:
-    """Read a model's answer into ``{safe name: {"description", "unit"}}``.
-
-    Tolerates code fences and prose around the JSON and several answer shapes; keys may be
-    the safe name or the original header (case-insensitively). Columns the model invented
-    are ignored; columns it left out are absent from the result.
-    """
-    labels = list(labels) if labels is not None else list(names)
-    lookup: dict[str, str] = {}
-    for nm, lab in zip(names, labels, strict=True):
-        for key in (nm, lab):
-            lookup.setdefault(key, nm)
-            lookup.setdefault(key.strip().lower(), nm)
-    result: dict[str, dict[str, str | None]] = {}
-    for obj in _json_candidates(text):
-        for key, value in _entries(obj):
-            nm = lookup.get(key) or lookup.get(key.strip().lower()) or lookup.get(key.strip("` ").lower())
-            if nm is None or nm in result:
-                continue
-            if isinstance(value, dict):
-                desc = _clean(value.get("description") or value.get("desc") or value.get("meaning"))
-                unit = _clean(value.get("unit") if "unit" in value else value.get("units"))
-            elif isinstance(value, str):
-                desc, unit = _clean(value), None
-            else:
-                continue
-            if unit is not None and unit.lower() in ("null", "none", "unknown", "n/a", "?"):
-                unit = None
-            result[nm] = {"description": desc, "unit": unit}
-        if result:
-            break
-    return result
-
-
-def _run_sync(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def as_complete(llm: Any, *, temperature: float = 0.2, max_tokens: int = 1024,
-                close: bool = False) -> Callable[[str], str]:
-    """A ``complete(text) -> str`` from a callable or from an LLM backend (async ``generate``)."""
-    if hasattr(llm, "generate"):
-        def complete(text: str) -> str:
-            from eqforge.agents.llm.base import SamplingParams
-            from eqforge.errors import BackendError
-            from eqforge.prompts.prompt import Prompt
-
-            prompt = Prompt(
-                completion=f"{DRAFT_SYSTEM}\n\n{text}\n",
-                messages=[{"role": "system", "content": DRAFT_SYSTEM}, {"role": "user", "content": text}],
-                version=0,
-                template="authoring",
-            )
-
-            async def once() -> Any:
-                try:
-                    return await llm.generate(prompt, SamplingParams(n=1, temperature=temperature,
-                                                                     max_tokens=max_tokens))
-                finally:
-                    if close and hasattr(llm, "aclose"):
-                        await llm.aclose()
-
-            completions = _run_sync(once())
-            if not completions:
-                raise BackendError("the model returned no response while drafting descriptions")
-            first = completions[0]
-            if getattr(first, "error", None):
-                raise BackendError(f"drafting descriptions failed: {first.error}")
-            return str(getattr(first, "text", first))
-        return complete
-    if callable(llm):
-        return llm
-    raise TypeError("llm must be a callable complete(text) -> str or a backend with async generate()")
-
-
-def draft_variables(
-    llm: Any, description: str, data: np.ndarray, labels: Sequence[str], names: Sequence[str], target: str
-) -> tuple[dict[str, dict[str, str | None]], str]:
-    """Ask the model for descriptions and units; returns (parsed draft, raw answer)."""
-    complete = as_complete(llm)
-    table = summarize(data, labels, names)
-    answer = complete(draft_prompt(description, table, target))
-    return parse_draft(answer or "", names, labels), answer or ""
-
-
-# ---------------------------------------------------------------------------------------
 # eqforge new
 # ---------------------------------------------------------------------------------------
 
@@ -663,10 +463,11 @@ def scaffold(
 ) -> Path:
     """Turn a CSV and a paragraph into a problem folder; returns the folder.
 
-    ``llm``: ``None``, a callable ``complete(text) -> str`` or a backend with async
-    ``generate``; with one, the per-variable descriptions and units are drafted by the model
-    (the paragraph itself is kept verbatim). ``target`` and ``ood_variable`` are column
-    headers as they appear in the CSV (safe names are accepted too).
+    ``llm``: ``None`` or a callable ``complete(text) -> str`` (``as_complete`` in
+    ``eqforge.agents.drafting`` adapts a backend); with one, the per-variable descriptions
+    and units are drafted by the model (the paragraph itself is kept verbatim). ``target``
+    and ``ood_variable`` are column headers as they appear in the CSV (safe names are
+    accepted too).
     """
     from eqforge.problems.io import read_csv, save_problem
 
@@ -695,6 +496,9 @@ def scaffold(
         source=source, row_offset=2, record={"source": csv_path.name},
     )
     note = ""
+    if llm is not None and not callable(llm):
+        raise TypeError("llm must be a callable complete(text) -> str; "
+                        "wrap a backend with eqforge.agents.drafting.as_complete")
     if llm is not None:
         used = [v.label or v.name for v in (*problem.spec.inputs, problem.spec.output)]
         names = [v.name for v in (*problem.spec.inputs, problem.spec.output)]
@@ -730,23 +534,3 @@ def apply_draft(problem: Problem, draft: dict[str, dict[str, str | None]]) -> Pr
         "output": update(problem.spec.output),
     })
     return Problem(spec, problem.splits, source=problem.source)
-
-
-def scaffold_from_cli(args: Any) -> Path:
-    """What ``eqforge new`` runs; ``args`` carries the flags of the ``new`` sub-command."""
-    g = lambda key, default=None: getattr(args, key, default)  # noqa: E731
-    llm = None
-    spec_str = g("llm")
-    if spec_str:
-        from eqforge.agents.llm.registry import BackendOptions, make_backend
-
-        opts: dict[str, Any] = {"base_url": g("base_url"), "model": g("model")}
-        if g("api_key_env"):
-            opts["api_key_env"] = g("api_key_env")
-        backend = make_backend(spec_str, BackendOptions(**{k: v for k, v in opts.items() if v is not None}))
-        llm = as_complete(backend, close=True)
-    return scaffold(
-        g("directory"), g("csv"), g("target"), g("describe"), llm=llm, llm_name=spec_str,
-        test_fraction=g("test_fraction"), ood_variable=g("ood_variable"), ood_fraction=g("ood_fraction"),
-        seed=g("seed", 0) or 0, force=bool(g("force", False)),
-    )

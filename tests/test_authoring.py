@@ -12,10 +12,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from eqforge.agents.drafting import as_complete
 from eqforge.cli import main
+from eqforge.cli import scaffold_from_args as scaffold_from_cli
 from eqforge.errors import ProblemError
 from eqforge.problems import load_problem
-from eqforge.problems.authoring import as_complete, parse_draft, safe_names, scaffold, scaffold_from_cli
+from eqforge.problems.authoring import safe_names, scaffold
+from eqforge.problems.drafting import parse_draft
 
 HEADER = ["Angle (rad)", "ω [rad/s]", "Length (m)", "2nd", "lambda", "Angular acc. (rad/s²)"]
 DESCRIBE = ('A pendulum with air drag; I measured angle, angular velocity and length.\n'

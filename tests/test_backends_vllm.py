@@ -12,7 +12,8 @@ import pytest
 
 from eqforge.agents.llm import vllm_backend
 from eqforge.agents.llm.base import SamplingParams
-from eqforge.agents.llm.registry import BackendOptions, make_backend
+from eqforge.agents.llm.registry import make_backend
+from eqforge.config import BackendConfig
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -59,7 +60,7 @@ def test_with_a_fake_vllm_module(monkeypatch, tmp_path):
     model_dir = tmp_path / "base-model"
     model_dir.mkdir()
     (model_dir / "tokenizer_config.json").write_text("{}")
-    b = make_backend(f"vllm:{model_dir}", BackendOptions(extra={"max_model_len": 4096}))
+    b = make_backend(BackendConfig(spec=f"vllm:{model_dir}", engine_args={"max_model_len": 4096}))
     assert b.prompt_style == "completion"  # no chat template in the folder
     out = asyncio.run(b.generate(PROMPT, SamplingParams(n=2, temperature=0.5, max_tokens=64, seed=7,
                                                          stop=("\ndef ",))))
@@ -92,6 +93,7 @@ def test_real_vllm_generates():
     model = os.environ.get("EQFORGE_VLLM_TEST_MODEL")
     if not model:
         pytest.skip("set EQFORGE_VLLM_TEST_MODEL to a local model folder to run the real vLLM test")
-    b = make_backend(f"vllm:{model}", BackendOptions(extra={"max_model_len": 2048, "gpu_memory_utilization": 0.5}))
+    b = make_backend(BackendConfig(spec=f"vllm:{model}",
+                                   engine_args={"max_model_len": 2048, "gpu_memory_utilization": 0.5}))
     out = asyncio.run(b.generate(PROMPT, SamplingParams(n=2, max_tokens=32, seed=0)))
     assert len(out) == 2 and all(c.completion_tokens for c in out)

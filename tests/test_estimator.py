@@ -375,16 +375,16 @@ def test_discover_and_fit_work_inside_a_running_event_loop(tmp_path, llm):
 
     async def cell():  # what a Jupyter cell is: code run while the kernel's loop runs
         asyncio.get_running_loop()
-        summary = discover(RunSpec(problem="pendulum", llm=[llm]), Config().with_overrides(
-            {"run": {"samples": 2}, "evaluator": {"workers": 1}}), out=tmp_path / "d",
-            problem=problem)
+        summary = discover(RunSpec(problem="pendulum"), Config().with_overrides(
+            {"run": {"samples": 2}, "evaluator": {"workers": 1}, "llm": {"backends": [{"spec": llm}]}}),
+            out=tmp_path / "d", problem=problem)
         model = EquationRegressor(llm, samples=2, workers=1, quiet=True, out=tmp_path / "f")
         model.fit(X, y)
         again = EquationRegressor(llm, samples=2, workers=1, quiet=True, out=tmp_path / "a")
         await again.fit_async(X, y)
-        asummary = await adiscover(RunSpec(problem="pendulum", llm=[llm]), Config().with_overrides(
-            {"run": {"samples": 2}, "evaluator": {"workers": 1}}), out=tmp_path / "ad",
-            problem=problem)
+        asummary = await adiscover(RunSpec(problem="pendulum"), Config().with_overrides(
+            {"run": {"samples": 2}, "evaluator": {"workers": 1}, "llm": {"backends": [{"spec": llm}]}}),
+            out=tmp_path / "ad", problem=problem)
         return summary, model, again, asummary
 
     summary, model, again, asummary = asyncio.run(cell())

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from pathlib import Path
 
 import pytest
 from openai_stub import OpenAIStub
 
-from eqforge import api
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.agents.llm.cache import CachedBackend, ResponseCache, default_cache_dir
-from eqforge.agents.llm.registry import BackendOptions, make_backend, wrap_backend
+from eqforge.agents.llm.registry import make_backend, wrap_backend
 from eqforge.cli import main
+from eqforge.config import LLMConfig
 from eqforge.prompts.prompt import Prompt
 
 
@@ -42,7 +41,6 @@ def _prompt(text: str = "p") -> Prompt:
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("EQFORGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setattr(api, "BackendOptions", functools.partial(BackendOptions, backoff=0.01, max_retries=2))
 
 
 def test_cache_dir_from_env(tmp_path):
@@ -87,13 +85,13 @@ def test_wrap_backend_skips_replay_and_respects_no_cache(tmp_path):
     f.write_text('{"response": "x"}\n')
     assert not isinstance(wrap_backend(make_backend(f"replay:{f}")), CachedBackend)
     assert isinstance(wrap_backend(Counting()), CachedBackend)
-    assert not isinstance(wrap_backend(Counting(), BackendOptions(cache=False)), CachedBackend)
+    assert not isinstance(wrap_backend(Counting(), LLMConfig(cache=False)), CachedBackend)
 
 
 def _run(llmsr_data: Path, stub: OpenAIStub, out: Path, *extra: str) -> dict:
     code = main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", "openai-compatible",
                  "--base-url", stub.base_url, "--model", "m", "--out", str(out), "--quiet", "--workers", "1",
-                 "--samples", "12", "--concurrency", "1", *extra])
+                 "--samples", "12", "--concurrency", "1", "--llm-retries", "2", "--llm-backoff", "0.01", *extra])
     assert code == 0
     return json.loads((out / "summary.json").read_text())
 
@@ -131,7 +129,7 @@ def test_replay_from_reruns_a_recorded_run_without_the_model(llmsr_data, tmp_pat
     assert [x["response"] for x in r] == [x["response"] for x in a]
     assert {x["model"] for x in r} == {"openai-compatible:m"}  # who originally wrote them
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["run"]["llm"] == [f"replay:{tmp_path / 'a'}"]
+    assert [b["spec"] for b in cfg["config"]["llm"]["backends"]] == [f"replay:{tmp_path / 'a'}"]
 
 
 def test_replay_from_a_missing_run_is_one_line(tmp_path, capsys):

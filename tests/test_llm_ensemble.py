@@ -10,9 +10,10 @@ from collections import Counter
 import pytest
 
 from eqforge.agents.llm.base import COMPLETION_STOPS, Completion, LLMBackend, SamplingParams
-from eqforge.agents.llm.ensemble import EnsembleBackend, make_ensemble
-from eqforge.agents.llm.registry import BackendOptions
+from eqforge.agents.llm.ensemble import EnsembleBackend
+from eqforge.agents.llm.registry import make_llm
 from eqforge.cli import main
+from eqforge.config import BackendConfig, LLMConfig
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -84,16 +85,20 @@ def test_each_member_gets_its_own_prompt_form():
     assert sum(m["prompts"] for m in members) == 40
 
 
+def make_ensemble(specs: list[str], seed: int = 0):
+    return make_llm(LLMConfig(backends=[BackendConfig.from_cli(s) for s in specs]), seed=seed)
+
+
 def test_make_ensemble_parses_weights_and_fails_cleanly(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     f = tmp_path / "r.jsonl"
     f.write_text('{"response": "x"}\n')
-    ens = make_ensemble([f"replay:{f}@3", f"replay:{f}@1"], BackendOptions(), seed=0)
+    ens = make_ensemble([f"replay:{f}@3", f"replay:{f}@1"], seed=0)
     assert ens.weights == [3.0, 1.0]
     with pytest.raises(BackendError, match="OPENAI_API_KEY is not set"):
-        make_ensemble([f"replay:{f}@0.5", "openai:gpt-4o@0.5"], BackendOptions(), seed=0)
+        make_ensemble([f"replay:{f}@0.5", "openai:gpt-4o@0.5"], seed=0)
     with pytest.raises(BackendError, match="weight must be positive"):
-        make_ensemble([f"replay:{f}@0", f"replay:{f}@1"], BackendOptions(), seed=0)
+        make_ensemble([f"replay:{f}@0", f"replay:{f}@1"], seed=0)
 
 
 def test_cli_ensemble_records_which_model_wrote_each_sample(llmsr_data, tmp_path, monkeypatch):

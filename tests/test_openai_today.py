@@ -20,8 +20,9 @@ from eqforge.agents.llm.base import SamplingParams
 from eqforge.agents.llm.capabilities import capabilities_for, refused_parameter
 from eqforge.agents.llm.openai_backend import OpenAIBackend
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
-from eqforge.agents.llm.registry import BackendOptions, make_backend, wrap_backend
+from eqforge.agents.llm.registry import make_backend, wrap_backend
 from eqforge.cli import main
+from eqforge.config import BackendConfig
 from eqforge.errors import BackendError, ConfigError
 from eqforge.prompts.prompt import Prompt
 
@@ -150,8 +151,8 @@ def test_max_cost_without_a_price_refuses_to_start(stub, llmsr_data, tmp_path, c
     assert code == 2 and len(err) == 1 and "--prices" in err[0] and "o9-preview" in err[0]
     assert stub.calls == 0 and not (tmp_path / "run").exists()
     with pytest.raises(ConfigError):
-        wrap_backend(make_backend("openai-compatible", BackendOptions(base_url=stub.base_url, model="x")),
-                     BackendOptions(require_price=True))
+        wrap_backend(make_backend(BackendConfig(spec="openai-compatible", base_url=stub.base_url, model="x")),
+                     require_price=True)
 
 
 def test_price_table_names_todays_models():
@@ -220,10 +221,10 @@ def test_explicit_chat_style_does_not_fall_back(stub):
 
 
 def test_known_base_model_starts_in_completion_style(stub):
-    b = make_backend("openai-compatible", BackendOptions(base_url=stub.base_url, model="gemma-3-270m"))
+    b = make_backend(BackendConfig(spec="openai-compatible", base_url=stub.base_url, model="gemma-3-270m"))
     assert b.prompt_style == "completion"
-    assert make_backend("openai-compatible", BackendOptions(base_url=stub.base_url, model="gemma-3-270m",
-                                                            prompt_style="chat")).prompt_style == "chat"
+    assert make_backend(BackendConfig(spec="openai-compatible", base_url=stub.base_url, model="gemma-3-270m",
+                                      prompt_style="chat")).prompt_style == "chat"
 
 
 # -- rate limits ------------------------------------------------------------------------------

@@ -37,12 +37,12 @@ def seeded_answer(path: str, body: dict, i: int) -> str:
 
 
 def _run(stub, llmsr_data, out, *, samples: int, resume: bool = False) -> dict:
+    backend = {"spec": "openai-compatible", "base_url": stub.base_url, "model": "m", "backoff": 0.01}
     config = Config().with_overrides({"run": {"samples": samples}, "sampler": {"concurrency": 4},
-                                      "evaluator": {"workers": 1}})
+                                      "evaluator": {"workers": 1}, "llm": {"backends": [backend], "cache": False}})
     if resume:
         return api.resume(out, samples=samples)
-    spec = api.RunSpec(problem="oscillator1", data=str(llmsr_data / "oscillator1"), llm=["openai-compatible"],
-                       backend={"base_url": stub.base_url, "model": "m", "backoff": 0.01, "cache": False})
+    spec = api.RunSpec(problem="oscillator1", data=str(llmsr_data / "oscillator1"))
     return api.discover(spec, config, out=out)
 
 

@@ -6,7 +6,7 @@ asked for). Only seeded calls are cached: with a seed the call is meant to be re
 so re-running an experiment returns the same responses and costs nothing. The loop always
 passes a seed (reserved per request from the run's seed counter, see
 agents/loop.py), so the cache is on by default; ``--no-cache``
-or ``BackendOptions(cache=False)`` turns it off, ``EQFORGE_CACHE_DIR`` moves it.
+or ``[llm] cache = false`` turns it off, ``EQFORGE_CACHE_DIR`` moves it.
 
 Each entry is one small JSON file under ``<dir>/<key[:2]>/<key>.json``, written atomically,
 so several runs may share the cache. Failed responses are never stored.

@@ -19,7 +19,6 @@ from eqforge.agents.llm.base import (
     LLMBackend,
     SamplingParams,
 )
-from eqforge.agents.llm.registry import BackendOptions, make_backend, split_weight, wrap_backend
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -69,24 +68,3 @@ class EnsembleBackend(LLMBackend):
     async def aclose(self) -> None:
         for m in self.members:
             await m.aclose()
-
-
-def make_ensemble(specs: list[str], options: BackendOptions, seed: int) -> LLMBackend:
-    """Members from ``--llm SPEC@WEIGHT`` strings, each with its prices and cache."""
-    members = []
-    try:
-        for spec in specs:
-            base, weight = split_weight(spec)
-            members.append((wrap_backend(make_backend(base, options), options), weight))
-    except BaseException:
-        for m, _ in members:
-            _close_quietly(m)
-        raise
-    return EnsembleBackend(members, seed=seed)
-
-
-def _close_quietly(backend: LLMBackend) -> None:
-    try:
-        asyncio.run(backend.aclose())
-    except Exception:  # noqa: BLE001 - best effort while reporting another error
-        pass

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams, user_cache_dir
+from eqforge.config import BackendConfig
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -679,14 +680,14 @@ class LocalBackend(LLMBackend):
         self._engine = None
 
 
-def make_local_backend(arg: str | None, options: Any) -> LocalBackend:
-    """``local:`` (the default model) or ``local:PATH_OR_FILE``; ``options`` is BackendOptions."""
+def make_local_backend(arg: str | None, options: BackendConfig) -> LocalBackend:
+    """``local:`` (the default model) or ``local:PATH_OR_FILE``, as ``options`` configure it."""
     path = resolve_model(arg)
-    extra = getattr(options, "extra", {}) or {}
+    extra = options.engine_args
     return LocalBackend(
         path,
-        engine=getattr(options, "engine", "auto") or "auto",
-        prompt_style=getattr(options, "prompt_style", "auto") or "auto",
+        engine=options.engine,
+        prompt_style=options.prompt_style,
         n_ctx=int(extra.get("n_ctx", 4096)),
         threads=extra.get("threads"),
         default=not arg,

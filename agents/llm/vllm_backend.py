@@ -5,7 +5,7 @@ openai-compatible`` (see docs/backends.md); this backend runs ``vllm.LLM`` insid
 process instead. ``vllm`` is imported lazily and the model is loaded on the first prompt (in
 a thread, so the event loop stays free). Install with ``pip install -e ".[vllm]"`` (CUDA).
 
-Options (``BackendOptions.extra``): ``max_model_len``, ``gpu_memory_utilization``,
+Options (``engine_args`` of its ``[[llm.backends]]`` entry): ``max_model_len``, ``gpu_memory_utilization``,
 ``tensor_parallel_size``, ``dtype``. Chat models (a tokenizer with a chat template) get the
 chat form through ``LLM.chat``; base models the completion text through ``LLM.generate``.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
+from eqforge.config import BackendConfig
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import Prompt
 
@@ -49,16 +50,17 @@ class VLLMBackend(LLMBackend):
     cacheable = True
     max_concurrency = 1  # vllm.LLM batches the n samples of a prompt itself
 
-    def __init__(self, model: str, options: Any = None) -> None:
+    def __init__(self, model: str, options: BackendConfig | None = None) -> None:
         if not model:
             raise BackendError("--llm vllm:MODEL needs a model name or folder, e.g. vllm:Qwen/Qwen2.5-7B-Instruct")
         if not vllm_available():
             raise BackendError('vllm is not installed: pip install -e ".[vllm]" (needs a CUDA GPU), or run '
                                "`vllm serve MODEL` and pass --llm openai-compatible --base-url URL --model MODEL")
         self.model = model
-        extra = dict(getattr(options, "extra", {}) or {})
+        options = options or BackendConfig(spec=f"vllm:{model}")
+        extra = options.engine_args
         self.engine_args = {k: extra[k] for k in ENGINE_KEYS if k in extra}
-        style = getattr(options, "prompt_style", "auto") or "auto"
+        style = options.prompt_style
         if style in ("chat", "completion"):
             self.prompt_style = style  # type: ignore[assignment]
         else:

@@ -46,7 +46,7 @@ def identity(plan: dict[str, Any]) -> dict[str, Any]:
     """What a run computes (not how it runs: sandbox workers, where the cache lives)."""
     data = json.loads(json.dumps(plan))
     data.get("config", {}).get("evaluator", {}).pop("workers", None)
-    data.get("spec", {}).get("backend", {}).pop("cache_dir", None)
+    data.get("config", {}).get("llm", {}).pop("cache_dir", None)
     return data
 
 
@@ -77,7 +77,7 @@ class SweepDir:
 
     def plan_of(self, run: PlannedRun, *, workers: int | None = None) -> dict[str, Any]:
         plan = run.to_json()
-        plan["spec"] = {**plan["spec"], "backend": {**plan["spec"]["backend"],
+        plan["config"] = {**plan["config"], "llm": {**plan["config"]["llm"],
                                                     "cache_dir": str(self.cache_dir.resolve())}}
         if workers:
             plan["config"] = {**plan["config"],

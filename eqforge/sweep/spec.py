@@ -202,7 +202,9 @@ def parse_llm(entry: str, base: Path) -> tuple[str, dict[str, Any]]:
 
 def check_llm(spec: str, backend: dict[str, Any]) -> None:
     """Fail now (missing key, bad spec, missing file) rather than in the middle of a sweep."""
-    from eqforge.agents.llm.registry import KNOWN, BackendOptions, make_backend
+    from eqforge.agents.llm.registry import make_backend
+    from eqforge.config import LLM_KINDS as KNOWN
+    from eqforge.config import BackendConfig
 
     kind = spec.partition(":")[0]
     if kind not in KNOWN:
@@ -210,7 +212,7 @@ def check_llm(spec: str, backend: dict[str, Any]) -> None:
                           + ", ".join(f"{k}:…" for k in KNOWN) + ", openai-compatible@URL#MODEL")
     if kind in ("local", "vllm"):
         return  # loading a model to check its name would cost minutes; the run reports it
-    make_backend(spec, BackendOptions(**backend))
+    make_backend(BackendConfig(spec=spec, **backend))
 
 
 # -- problems --------------------------------------------------------------------------
@@ -333,10 +335,10 @@ def resolve(sweep: SweepFile, *, base: Path, source: str = "sweep file",
                 for seed in s.seeds:
                     config = chosen.with_overrides({"run": {
                         "samples": s.samples, "seed": seed, "max_seconds": s.max_seconds,
-                        "max_cost": s.max_cost}})
+                        "max_cost": s.max_cost}, "llm": {"backends": [{**backend, "spec": spec}]}})
                     runs.append(PlannedRun(
                         problem=problem, strategy=strategy, llm=entry, seed=seed,
-                        spec={"problem": problem, "data": None, "llm": [spec], "backend": backend},
+                        spec={"problem": problem, "data": None},
                         config=config.model_dump(mode="json")))
     resolved = sweep.model_copy(update={"sweep": s.model_copy(update={"problems": problems})})
     return ResolvedSweep(resolved, runs, source)
