@@ -102,7 +102,7 @@ def test_plan_is_the_cross_product(tmp_path: Path) -> None:
     assert len({r.run_id for r in resolved.runs}) == len(resolved.runs)
     run = resolved.runs[0]
     assert run.config["run"]["samples"] == 6 and run.config["evaluator"]["timeout"] == 20
-    assert run.spec["llm"] == ["terms:"]
+    assert [b["spec"] for b in run.config["llm"]["backends"]] == ["terms:"]
 
 
 # -- running, resuming, tables -------------------------------------------------------------
