@@ -196,7 +196,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from eqforge.evaluator.roles import prestart
 
-    prestart(args.workers)  # the sandbox starts while the rest is imported and loaded
+    prestart(given(args, "evaluator").get("workers"))  # the sandbox starts while the rest is imported and loaded
     from eqforge.api import evaluate_file
     from eqforge.problems.registry import load_problem
 
