@@ -148,7 +148,9 @@ def test_rerun_skips_finished_and_table_is_stable(finished_sweep: Path, capsys) 
     out = finished_sweep
     before = {d.name: (d / "samples.jsonl").stat().st_mtime_ns for d in (out / "runs").iterdir()}
     table = (out / "results.csv").read_text()
+    header = (out / "sweep.toml").read_text().splitlines()[0]
     assert main(["sweep", str(out), "--quiet"]) == 0  # continue in place from sweep.toml
+    assert (out / "sweep.toml").read_text().splitlines()[0] == header  # still names the original file
     after = {d.name: (d / "samples.jsonl").stat().st_mtime_ns for d in (out / "runs").iterdir()}
     assert before == after
     assert (out / "results.csv").read_text() == table

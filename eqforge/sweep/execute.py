@@ -100,9 +100,12 @@ class SweepDir:
                         f"({_first_difference(old, new)}); use another --out for a changed sweep")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(exist_ok=True)
-        _write(self.path / "sweep.toml",
-               f"# resolved from {resolved.source}; re-run with: eqforge sweep {self.path}\n"
-               + resolved.file.to_toml())
+        header = f"# resolved from {resolved.source}; re-run with: eqforge sweep {self.path}\n"
+        own = self.path / "sweep.toml"
+        if own.is_file() and Path(resolved.source).resolve() == own.resolve():  # continued in place
+            first = own.read_text(encoding="utf-8").partition("\n")[0]
+            header = first + "\n" if first.startswith("# resolved from") else header
+        _write(own, header + resolved.file.to_toml())
         _write(self.path / PLAN_FILE, "".join(
             json.dumps({"run_id": r.run_id, "problem": r.problem, "strategy": r.strategy,
                         "llm": r.llm, "seed": r.seed}) + "\n" for r in resolved.runs))
