@@ -35,6 +35,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.agents.llm.base import COMPLETION_STOPS, SamplingParams
-from eqforge.agents.llm.local import LocalBackend, _Sample, _TransformersEngine, available_engines, cut, resolve_model
+from eqforge.agents.llm.local import LocalBackend, _Sample, _TransformersEngine, available_engines, resolve_model
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator.evaluate import Evaluator
 from eqforge.problems.registry import load_problem
@@ -102,6 +103,21 @@ def baseline_load(path: Path, threads: int) -> tuple[Any, Any]:
     return tok, model
 
 
+_COL0 = re.compile(r"\n(?=[^\s])")
+
+
+def old_cut(text: str, stops: tuple[str, ...], completion: bool) -> tuple[str, bool]:
+    """The stop rule as shipped before: stop sequences, a line back at column 0, two blank lines."""
+    ends = [i for s in stops if (i := text.find(s)) >= 0]
+    head = text.lstrip("\n")
+    if completion and head and head[0].isspace():
+        ends += [m.start() for m in _COL0.finditer(text) if text[: m.start()].strip()][:1]
+        gap = text.find("\n\n\n")
+        if gap >= 0 and text[:gap].strip():
+            ends.append(gap)
+    return (text[: min(ends)], True) if ends else (text, False)
+
+
 class BaselineEngine:
     """``model.generate`` with a stopping criterion that decodes every row at every step."""
 
@@ -124,7 +140,7 @@ class BaselineEngine:
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001, ANN204
-                done = [cut(tok.decode(row[plen:], skip_special_tokens=True), stops, completion)[1]
+                done = [old_cut(tok.decode(row[plen:], skip_special_tokens=True), stops, completion)[1]
                         for row in input_ids]
                 return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
@@ -139,7 +155,7 @@ class BaselineEngine:
         eos = self.tok.eos_token_id
         for k, row in enumerate(out):
             new = row[plen:]
-            text, was_cut = cut(self.tok.decode(new, skip_special_tokens=True), stops, completion)
+            text, was_cut = old_cut(self.tok.decode(new, skip_special_tokens=True), stops, completion)
             ended = eos is not None and bool((new == eos).any())
             samples.append(_Sample(text, plen if k == 0 else 0, self.count(text),
                                    "stop" if was_cut or ended else "length"))
@@ -169,14 +185,16 @@ def measure_loads(path: Path, threads: int) -> dict:
         os.environ["EQFORGE_MODEL_DIR"] = d
         try:
             for name in ("transformers_first", "baseline", "transformers_later"):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 if name == "baseline":
                     obj: Any = baseline_load(path, threads)
                 else:
                     obj = _TransformersEngine(path, threads=threads)
                     assert obj.source == ("gguf" if name == "transformers_first" else "snapshot")
                 out[name] = round(time.perf_counter() - t, 1)
-                print(f"load {name}: {out[name]} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+                out[name + "_cpu"] = round(time.process_time() - c, 1)
+                print(f"load {name}: {out[name]} s, {out[name + '_cpu']} s CPU "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
                 del obj
         finally:
             if saved is None:
@@ -211,7 +229,7 @@ def _sample(engine: Any, prompt, sp: SamplingParams) -> list[_Sample]:  # noqa: 
 async def compare(engines: dict[str, Any], problem, samples: int, per_prompt: int, temperature: float,  # noqa: ANN001
                   max_tokens: int, seed: int, ev: Evaluator) -> dict[str, dict]:
     prompts = build_prompts(problem, "llmsr")
-    stats = {name: {"rows": [], "gen_seconds": 0.0, "eval_seconds": 0.0} for name in engines}
+    stats = {name: {"rows": [], "gen_seconds": 0.0, "gen_cpu": 0.0, "eval_seconds": 0.0} for name in engines}
     names = list(engines)
     k = 0
     while len(stats[names[0]]["rows"]) < samples:
@@ -220,16 +238,17 @@ async def compare(engines: dict[str, Any], problem, samples: int, per_prompt: in
         sp = SamplingParams(n=n, temperature=temperature, top_p=1.0, max_tokens=max_tokens,
                             seed=seed + 1000 * k, stop=COMPLETION_STOPS)
         for name in (names if k % 2 == 0 else names[::-1]):  # alternate the order each round
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             outs = await asyncio.to_thread(_sample, engines[name], prompt, sp)
-            dt = time.perf_counter() - t
+            dt, dc = time.perf_counter() - t, time.process_time() - c
             t = time.perf_counter()
             rows = await _score(outs, prompt, parents, problem, ev, seed)
             st = stats[name]
             st["gen_seconds"] += dt
+            st["gen_cpu"] += dc
             st["eval_seconds"] += time.perf_counter() - t
             st["rows"] += rows
-            print(f"round {k} {name}: {dt:.1f} s, {sum(r['tokens'] or 0 for r in rows)} tokens, "
+            print(f"round {k} {name}: {dt:.1f} s ({dc:.1f} s CPU), {sum(r['tokens'] or 0 for r in rows)} tokens, "
                   f"{sum(r['ok'] for r in rows)}/{len(rows)} valid (load average {os.getloadavg()[0]:.1f})",
                   flush=True)
         k += 1
@@ -253,6 +272,10 @@ def summarise(name: str, st: dict, load: float | None, later_load: float | None,
         "generation_seconds": round(st["gen_seconds"], 1), "eval_seconds": round(st["eval_seconds"], 1),
         "tokens_per_second": round(tokens / st["gen_seconds"], 1),
         "seconds_per_sample": round(st["gen_seconds"] / len(rows), 2),
+        # CPU seconds of generation (all threads): on a shared machine the wall time is
+        # inflated by other work; on an idle 2-core one it lies between half this and this
+        "cpu_seconds_per_sample": round(st["gen_cpu"] / len(rows), 2),
+        "cpu_seconds_per_valid": round(st["gen_cpu"] / valid, 2) if valid else None,
         "seconds_per_valid": round((st["gen_seconds"] + st["eval_seconds"]) / valid, 2) if valid else None,
         "valid_per_minute": round(valid / ((st["gen_seconds"] + st["eval_seconds"]) / 60), 2),
         "load_seconds": load, "install_seconds": install,
@@ -325,13 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     for r in table:
         if base and base["seconds_per_valid"] and r["seconds_per_valid"]:
             r["speedup_vs_baseline"] = round(base["seconds_per_valid"] / r["seconds_per_valid"], 2)
+        if base and base["cpu_seconds_per_valid"] and r["cpu_seconds_per_valid"]:
+            r["cpu_speedup_vs_baseline"] = round(base["cpu_seconds_per_valid"] / r["cpu_seconds_per_valid"], 2)
     report.update(loadavg_after=os.getloadavg(), results=table,
                   rows={n: st["rows"] for n, st in stats.items()})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    cols = ["engine", "valid", "samples", "tokens_per_second", "seconds_per_sample", "length_stops",
-            "seconds_per_valid", "valid_per_minute", "speedup_vs_baseline", "load_seconds", "install_seconds",
+    cols = ["engine", "valid", "samples", "tokens_per_second", "seconds_per_sample", "cpu_seconds_per_sample",
+            "length_stops", "cpu_seconds_per_valid",
+            "seconds_per_valid", "valid_per_minute", "speedup_vs_baseline", "cpu_speedup_vs_baseline",
+            "load_seconds", "install_seconds",
             "first_command_seconds_per_valid", "later_run_seconds_per_valid"]
     print("\n| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

@@ -56,13 +56,18 @@ def test_gguf_metadata_reader(tmp_path):
 
 
 @pytest.mark.parametrize("text,end", [
-    ("    a = 1\n    return a\n\ndef f():\n", 23),
-    ("    return x\n#comment", 12),
+    ("    a = 1\n    b = a\n\ndef f():\n", 20),
+    ("    a = 1\n    return a\n\ndef f():\n", 22),  # the return line ends the body
+    ("    x = 1\n#comment", 9),
     ("\n    return x\nprint(1)", 13),
-    ("    return x\n", None),
-    ("    return x\n   \n", None),
-    ("    return x\n\n\n\n\n", 12),
-    ("    a = 1\n\n    return a\n", None),
+    ("    return x", None),  # the return line is not complete yet
+    ("    return x\n", 12),
+    ("    a = 1\n    return a\n    junk(\n", 22),  # dead code after the return is dropped
+    ("    if a:\n        return a\n    b = 2\n", None),  # a nested return does not end it
+    ("    return (a +\n        b)\n", None),  # continued: left to the other rules
+    ("    a = 1\n   \n", None),
+    ("    a = 1\n\n\n\n\n", 9),
+    ("    a = 1\n\n    b = a\n", None),
     ("return x\nfoo", None),  # unindented answers are left to the parser
 ])
 def test_body_end(text, end):
@@ -257,9 +262,9 @@ def test_stop_scanner_agrees_with_cut_at_every_piece(completion):
     import random
 
     rng = random.Random(7)
-    atoms = ["\n", "\n", " ", "    ", "\t", "x", "return p", "#c", "\ndef ", "\nclass ", "de", "f ",
-             "\nif __na", "me__"]
-    for _ in range(400):
+    atoms = ["\n", "\n", " ", "    ", "\t", "x", "return p", "return (p", ")", "#c", "\ndef ", "\nclass ", "de",
+             "f ", "\nif __na", "me__", "  if x:"]
+    for _ in range(1500):
         text = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 14)))
         sc = local.StopScanner(COMPLETION_STOPS, completion)
         so_far = ""

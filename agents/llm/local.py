@@ -24,6 +24,7 @@ chat form. Which one and why is recorded in ``describe()``. Generation runs in a
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib.util
 import inspect
@@ -187,8 +188,25 @@ def gguf_metadata(path: Path, key: str) -> Any:
 _COL0 = re.compile(r"\n(?=[^\s])")
 
 
+_RETURN = re.compile(r"return\b")
+
+
+def complete_return(line: str, base: str) -> bool:
+    """Whether ``line`` is a whole ``return`` statement at the body's own indentation
+    ``base``: after it the function can do nothing more (the rest is dead code)."""
+    stripped = line.strip()
+    if line[: len(line) - len(line.lstrip())] != base or not _RETURN.match(stripped):
+        return False
+    try:
+        ast.parse(stripped)
+    except (SyntaxError, ValueError):
+        return False  # e.g. ``return (a +``, continued on the next line
+    return True
+
+
 def body_end(text: str) -> int | None:
-    """Index where an indented function body ends (a line back at column 0), if it has."""
+    """Index where an indented function body ends, if it has: a line back at column 0, two
+    blank lines, or the end of a complete ``return`` line at the body's indentation."""
     head = text.lstrip("\n")
     if not head or not head[0].isspace():
         return None  # an unindented answer: leave it to the stop sequences and the parser
@@ -198,6 +216,17 @@ def body_end(text: str) -> int | None:
     gap = text.find("\n\n\n")
     if gap >= 0 and text[:gap].strip():
         ends.append(gap)
+    # a top-level return: what a base model writes after it never runs (and often rambles)
+    base, pos = None, 0
+    while (nl := text.find("\n", pos)) >= 0:
+        line, pos = text[pos:nl], nl + 1
+        if not line.strip():
+            continue
+        if base is None:
+            base = line[: len(line) - len(line.lstrip())]
+        if complete_return(line, base):
+            ends.append(nl)
+            break
     return min(ends) if ends else None
 
 
@@ -275,9 +304,10 @@ class StopScanner:
 
     The transformers engine asks after every token whether a row is finished; scanning the
     whole answer each time costs O(length) per token. This looks only at the new piece plus
-    a window as long as the longest stop sequence (a stop may straddle two pieces), and
-    keeps the two facts ``body_end`` needs about the text before it: whether the body is
-    indented at all and where its first non-blank character is.
+    a window as long as the longest stop sequence (a stop may straddle two pieces) and at
+    the lines the piece completes, and keeps what ``body_end`` needs about the text before
+    it: whether the body is indented, where its first non-blank character is, its
+    indentation, and whether a complete return line at that indentation has gone by.
     """
 
     def __init__(self, stops: tuple[str, ...], completion: bool) -> None:
@@ -287,6 +317,9 @@ class StopScanner:
         self.text = ""
         self.indented: bool | None = None  # None: no non-newline character seen yet
         self.first_solid: int | None = None  # index of the first non-whitespace character
+        self.line_start = 0  # where the line being written starts
+        self.base: str | None = None  # the body's indentation (its first non-blank line's)
+        self.returned = False  # a complete return line at that indentation has been seen
         self.done = False
 
     def feed(self, piece: str) -> bool:
@@ -297,6 +330,7 @@ class StopScanner:
         self.text += piece
         lo = max(0, old - self.window)
         tail = self.text[lo:]
+        self._lines(old)
         if any(s in tail for s in self.stops):
             self.done = True
             return True
@@ -324,7 +358,19 @@ class StopScanner:
                 self.done = True
                 return True
             gap = tail.find("\n\n\n", gap + 1)
-        return False
+        if self.returned:
+            self.done = True
+        return self.done
+
+    def _lines(self, old: int) -> None:
+        """Look at the lines this piece completed: a whole return at the body's indentation."""
+        while not self.returned and (nl := self.text.find("\n", max(self.line_start, old))) >= 0:
+            line, self.line_start = self.text[self.line_start:nl], nl + 1
+            if not line.strip():
+                continue
+            if self.base is None:
+                self.base = line[: len(line) - len(line.lstrip())]
+            self.returned = complete_return(line, self.base)
 
 
 class IncrementalDecoder:
