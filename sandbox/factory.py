@@ -58,6 +58,7 @@ class Factory:
                 c.flags.writeable = False
         self.gate = runtime.ModuleGate(tuple(setup.allowed_imports))
         self.memory = setup.memory_bytes if setup.address_space_limit else None
+        self.filter = seccomp.Filter() if seccomp_ok else None
         gc.collect()
         gc.freeze()
 
@@ -139,8 +140,8 @@ class Factory:
                 runtime.confine(self.jail, spawn.uid if self.uid_ok else None, os.getppid())
                 if spawn.uid is None or not self.uid_ok:
                     runtime.drop_capabilities()
-                if self.seccomp_ok:
-                    seccomp.install()
+                if self.filter is not None:
+                    self.filter.install()
             except OSError:
                 os._exit(72)
             if self.setup.audit_hook:

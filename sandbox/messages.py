@@ -165,7 +165,7 @@ def _parse_header(raw: bytes) -> tuple[str, dict[str, Any], tuple, int]:
     if not isinstance(header, dict) or header.get("type") not in _TYPES:
         raise BadMessage("not a known message type")
     specs, fields_ = header.get("arrays"), header.get("fields")
-    if not isinstance(specs, list) or not isinstance(fields_, dict) or len(specs) > 16:
+    if not isinstance(specs, list) or not isinstance(fields_, dict) or len(specs) > 64:
         raise BadMessage("malformed header")
     total, shapes = 0, []
     for spec in specs:

@@ -29,6 +29,7 @@ import pytest
 from test_sandbox_pool import HONEST, LOOP, _candidates, _job, _setup, _status, _wait_for
 
 from eqforge.config import EvaluatorConfig
+from eqforge.evaluator import roles
 from eqforge.evaluator.evaluate import Evaluator
 from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
 from eqforge.sandbox import messages
@@ -245,3 +246,23 @@ def test_as_an_ordinary_user(shared_dir: Path) -> None:
     assert proc.returncode == 0, tail
     assert " passed" in tail and "skipped" not in tail.split("passed")[-1][:40], tail
     assert time.monotonic() - start < 900
+
+
+# -- the agent's analysis code: it sees the training targets, so nothing may outlive it -----
+
+def test_analysis_code_cannot_leave_the_targets_for_a_later_candidate(attack_pool: SandboxPool) -> None:
+    x = np.linspace(0, 1, 50)
+    y = np.sin(7 * x) + 0.123456789
+    stash = ("def analysis(x, y):\n    d = np.sctypeDict\n    d['stash'] = y\n"
+             "    np.ma.masked_print_option.set_display(str(y[0]))\n    return 'stashed'\n")
+    out = attack_pool.run(stash, "analysis", roles.ANALYZE, arrays={"x": x, "y": y}, timeout=10)
+    assert out.ok and out.payload["text"] == "stashed"
+    look = ("def analysis(x):\n    d = np.sctypeDict\n"
+            "    return str(d.get('stash')) + ' ' + str(np.ma.masked_print_option)\n")
+    seen = attack_pool.run(look, "analysis", roles.ANALYZE, arrays={"x": x}, timeout=10)
+    assert seen.ok and seen.payload["text"].startswith("None") and "0.123" not in seen.payload["text"]
+    # and a candidate being fitted right after finds nothing either
+    probe = ("def equation(x, v, params):\n    s = np.sctypeDict.get('stash')\n"
+             "    return params[0] * x + params[1] * v + (0.0 if s is None else 1e9)\n")
+    fitted = attack_pool.submit(_job(probe)).result(timeout=30)
+    assert fitted.ok and np.allclose(fitted.payload["params"][:2], [1.5, -0.5])
