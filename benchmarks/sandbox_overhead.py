@@ -1,21 +1,26 @@
-"""What the sandbox hardening costs honest programs, measured in one process.
+"""What the sandbox costs honest programs, measured in one process.
 
-Every ``valid`` program of ``programs.jsonl`` is evaluated through the real ``Evaluator``
-in three modes: hardening off (``harden=False``: the same zygote, the same fork per
-candidate, the same fitter and codec, but no cgroups, rlimits, chroot, uid change, network
-namespace, audit hook, attribute guard or separate scoring process), fully hardened (the
-default), and hardened without the separate scoring process (``rescore=False``), which
-splits the cost between the scoring process and everything else. The pools of a problem
-are alive at once and each program is evaluated by each mode in turn, in rotating order,
-for several rounds: on a shared machine the load changes from second to second, and
-pairing at the level of single programs lets every mode see the same load. Pool start-up
-is excluded; the figure is the cost per program once the pool is warm.
+Every ``valid`` program of ``programs.jsonl`` is evaluated in three modes:
 
-Reported per mode: programs/s and ms/program of wall time (submit to result, one worker),
-and CPU ms/program spent in the sandbox (zygote, scorer and children, from ``rusage``),
-which moves less with the load of other processes. The ratio to the baseline is the
-overhead. Scores must agree within fitting tolerance. Writes
-``benchmarks/results/sandbox_overhead.json``.
+* ``direct`` — no sandbox at all: the trusted fitting driver calls the program in this very
+  process (what an unsandboxed tool does; never do this with model output);
+* ``off`` — the sandbox's process structure without its walls (``harden=False``): the
+  optimiser in the zygote, the candidate in a process of its own answering one round trip
+  per batch of parameter vectors, a second fresh process for the scored predictions — but
+  no namespaces, chroot, uid change, seccomp, rlimits, cgroups, audit hook or guard;
+* ``on`` — the default: all of it.
+
+``off`` against ``direct`` is the price of keeping targets out of every process that runs
+candidate code (round trips and the two processes); ``on`` against ``off`` is the price of
+the walls. The pools of a problem are alive at once and each program is evaluated by each
+mode in turn, in rotating order, for several rounds: on a shared machine the load changes
+from second to second, and pairing single programs lets every mode see the same load. Pool
+start-up is excluded; the figure is the cost per program once the pool is warm.
+
+Reported per mode: programs/s and ms/program of wall time (one worker), and CPU ms/program
+(sandbox modes: zygote and candidate processes, from ``rusage``; ``direct``: this process),
+which moves less with the load of other processes. Scores must agree within fitting
+tolerance. Writes ``benchmarks/results/sandbox_overhead.json``.
 
     python benchmarks/sandbox_overhead.py [--rounds 5] [--workers 1]
 """
@@ -33,6 +38,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import eqforge.evaluator.evaluate as evaluate_module
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator.evaluate import Evaluator
@@ -46,9 +53,64 @@ RTOL, ATOL = 1e-6, 1e-12  # scores may differ only by what the fitter's toleranc
 # A generous timeout: the fitter's time budget (half of it) must never cut a fit short here,
 # or the two modes could stop at different points and their scores differ for that reason.
 TIMEOUT = 300.0
-MODES = ("off", "on")
-LABELS = {"off": "baseline", "on": "hardened"}
+MODES = ("direct", "off", "on")
+LABELS = {"direct": "no sandbox (in-process)", "off": "sandbox structure, no walls", "on": "hardened (default)"}
 SETUPS: dict[str, dict[str, Any]] = {"off": {"harden": False}, "on": {}}
+
+
+class _Direct:
+    """The trusted driver with the program called in this process: the no-sandbox baseline."""
+
+    def __init__(self, problem: Any, cpu: list[float]) -> None:
+        from eqforge.evaluator import runner
+        from eqforge.evaluator.in_sandbox import predict
+        from eqforge.evaluator.params import param_usage
+        from eqforge.sandbox.messages import Call, Job
+        from eqforge.sandbox.runtime import CandidateFailure
+
+        self.problem, self.cpu = problem, cpu
+        self.runner, self.predict, self.param_usage = runner, predict, param_usage
+        self.Call, self.Job, self.CandidateFailure = Call, Job, CandidateFailure
+        self.inputs = {s: [np.ascontiguousarray(c) for c in sp.X.T] for s, sp in problem.splits.items()}
+        self.rows = {s: int(sp.X.shape[0]) for s, sp in problem.splits.items()}
+        X = problem.train.X
+        extremes = sorted({int(i) for c in X.T for i in (np.argmin(c), np.argmax(c))})
+        self.trusted = {"y_train": problem.train.y, "extremes": np.array(extremes, float)}
+
+    def open(self, grace: float = 0.0) -> Any:
+        host = self
+
+        class Session:
+            state: dict[str, Any] = {}
+
+            def call(self, op, args=None, arrays=None, expect=None, refusable=False):  # noqa: ANN001, ANN202
+                reply = host.predict.serve(host.fn, host.inputs, host.Call(op, dict(args or {}), dict(arrays or {})),
+                                           self.state)
+                if not reply.ok and not (refusable and reply.reason == "refused"):
+                    raise host.CandidateFailure(reply.reason, reply.detail)
+                return reply
+
+            def close(self) -> int:
+                return 0
+
+        return Session()
+
+    def evaluate(self, code: str) -> float | None:
+        c0 = time.process_time()
+        ns: dict[str, Any] = {"np": np}
+        exec(code, ns)  # noqa: S102 - the honest corpus, trusted for this baseline only
+        self.fn = ns["equation"]
+        usage = self.param_usage(code)
+        job = self.Job(id=0, program=code, entry="equation", runner="", driver="", timeout=TIMEOUT,
+                       options={"n_params": 10, "indices": list(usage.fit_indices(10)), "subsample": 300,
+                                "time_budget": TIMEOUT / 2})
+        try:
+            out = self.runner.fit_job(self, job)
+            score = -float(np.mean((out["predictions"]["train"] - self.problem.train.y) ** 2))
+        except self.CandidateFailure:
+            score = None
+        self.cpu.append(time.process_time() - c0)
+        return score
 
 
 def _pool_factory(extra: dict[str, Any], cpu: list[float]) -> type[SandboxPool]:
@@ -105,27 +167,34 @@ def main(argv: list[str] | None = None) -> int:
     for name, items in sorted(by_problem.items()):
         problem = load_problem(name, data=data / name)
         job_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-        evs = {m: _evaluator(problem, SETUPS[m], args.workers, job_cpu[m]) for m in MODES}
+        evs: dict[str, Any] = {m: _evaluator(problem, SETUPS[m], args.workers, job_cpu[m]) for m in SETUPS}
+        direct = _Direct(problem, job_cpu["direct"])
         try:
             for r in range(args.rounds):
                 for i, p in enumerate(items):
                     shift = (r + i) % len(MODES)  # rotate the order: no mode always goes first
                     for mode in MODES[shift:] + MODES[:shift]:
                         start = time.perf_counter()
-                        res = evs[mode].submit(p["code"]).result()
+                        if mode == "direct":
+                            score = direct.evaluate(p["code"])
+                            error = None if score is not None else "failed"
+                        else:
+                            res = evs[mode].submit(p["code"]).result()
+                            score, error = res.score, res.error
                         wall[mode].setdefault(p["id"], []).append(time.perf_counter() - start)
                         cpu[mode].setdefault(p["id"], []).append(job_cpu[mode][-1])
-                        scores[mode][p["id"]] = res.score
-                        errors[mode][p["id"]] = res.error
+                        scores[mode][p["id"]] = score
+                        errors[mode][p["id"]] = error
         finally:
             for ev in evs.values():
                 ev.close()
         # All cores busy, as in a run with its default of one worker per core: the whole
         # problem's programs at once, mode after mode in rotating order, each round.
-        evs = {m: _evaluator(problem, SETUPS[m], args.busy_workers, []) for m in MODES}
+        evs = {m: _evaluator(problem, SETUPS[m], args.busy_workers, []) for m in SETUPS}
+        sandboxed = tuple(SETUPS)
         try:
             for r in range(args.rounds):
-                for mode in MODES[r % len(MODES):] + MODES[: r % len(MODES)]:
+                for mode in sandboxed[r % len(sandboxed):] + sandboxed[: r % len(sandboxed)]:
                     start = time.perf_counter()
                     for fut in [evs[mode].submit(p["code"]) for p in items]:
                         fut.result()
@@ -151,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mismatches: list[dict[str, Any]] = []
     max_rel = 0.0
-    for mode in MODES[1:]:
+    for mode in ("direct", "on"):
         for pid in scores["off"]:
             a, b = scores["off"][pid], scores[mode][pid]
             if errors["off"][pid] != errors[mode][pid] or (a is None) != (b is None):
@@ -164,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_rel = max(max_rel, diff / abs(a))
             if diff > ATOL + RTOL * abs(a):
                 mismatches.append({"id": pid, "mode": mode, "off": a, mode: b})
-    failed = sorted(pid for pid, e in errors["on"].items() if e and all(errors[m][pid] for m in MODES))
+    failed = sorted(pid for pid, e in errors["on"].items() if e and all(errors[m][pid] for m in SETUPS))
 
     print()
     print(f"{'mode':30s} {'programs/s':>10s} {'ms/program':>10s} {'CPU ms/prog':>11s} {'wall ratio':>10s} "
@@ -172,12 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     for m in MODES:
         print(f"{LABELS[m]:30s} {rate[m]:10.2f} {1000 * total[m] / n:10.1f} {1000 * total_cpu[m] / n:11.1f} "
               f"{ratio[m]:10.3f} {cpu_ratio[m]:9.3f} {per_program[m]:7.3f}")
-    print(f"hardening overhead per program: wall {100 * (ratio['on'] - 1):+.1f}%, "
+    print(f"the walls (hardened against the structure without them): wall {100 * (ratio['on'] - 1):+.1f}%, "
           f"CPU {100 * (cpu_ratio['on'] - 1):+.1f}% (median over programs {100 * (per_program['on'] - 1):+.1f}%)")
-    busy_total = {m: sum(statistics.median(v) for v in busy[m].values()) for m in MODES}
-    busy_ratio = {m: busy_total[m] / busy_total["off"] for m in MODES}
+    print(f"the whole sandbox against no sandbox: wall {100 * (ratio['on'] / ratio['direct'] - 1):+.1f}%, "
+          f"CPU {100 * (cpu_ratio['on'] / cpu_ratio['direct'] - 1):+.1f}%")
+    busy_total = {m: sum(statistics.median(v) for v in busy[m].values()) for m in SETUPS}
+    busy_ratio = {m: busy_total[m] / busy_total["off"] for m in SETUPS}
     print(f"all cores busy ({args.busy_workers} workers, each problem's programs at once): "
-          + ", ".join(f"{LABELS[m]} {n / busy_total[m]:.2f} programs/s" for m in MODES)
+          + ", ".join(f"{LABELS[m]} {n / busy_total[m]:.2f} programs/s" for m in SETUPS)
           + f"; hardening overhead {100 * (busy_ratio['on'] - 1):+.1f}%")
     print(f"scores equal within rtol={RTOL:g}, atol={ATOL:g}: {not mismatches} "
           f"(max relative difference {max_rel:.1e}); failing in every mode: {failed or 'none'}")
@@ -195,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         "median_per_program_wall_ratio": per_program,
         "overhead_percent": 100 * (ratio["on"] - 1),
         "cpu_overhead_percent": 100 * (cpu_ratio["on"] - 1),
+        "sandbox_vs_direct_percent": 100 * (ratio["on"] / ratio["direct"] - 1),
+        "sandbox_vs_direct_cpu_percent": 100 * (cpu_ratio["on"] / cpu_ratio["direct"] - 1),
         "busy_workers": args.busy_workers,
-        "busy_programs_per_second": {m: n / busy_total[m] for m in MODES},
+        "busy_programs_per_second": {m: n / busy_total[m] for m in SETUPS},
         "busy_ratio": busy_ratio,
         "busy_overhead_percent": 100 * (busy_ratio["on"] - 1),
         "scores_equal": not mismatches,
