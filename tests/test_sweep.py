@@ -320,3 +320,17 @@ def test_run_lock_waits_for_the_holder(tmp_path: Path) -> None:
         order.append("first done")
     t.join(10)
     assert order == ["first done", "second"]
+
+
+def test_lsrbench_entries_expand(tmp_path: Path) -> None:
+    from test_problems import _make_lsrbench  # skips without h5py
+
+    root = _make_lsrbench(tmp_path / "llm-srbench")
+    everything = expand_problem(f"lsrbench:{root}", tmp_path)
+    assert everything == [f"lsrbench:{root}#lsr_synth/matsci/MatSci0", f"lsrbench:{root}#lsr_transform/I.12.2_1"]
+    assert expand_problem(f"lsrbench:{root}#MatSci*", tmp_path) == everything[:1]
+    assert expand_problem("lsrbench:llm-srbench#lsr_transform/*", tmp_path) == everything[1:]  # relative path
+    with pytest.raises(ConfigError, match="matches no LLM-SRBench problem"):
+        expand_problem(f"lsrbench:{root}#chem*", tmp_path)
+    f = write_sweep(tmp_path / "s.toml", problems=(f"lsrbench:{root}#*",), seeds=(0,))
+    assert len(resolve(load_sweep_file(f), base=tmp_path).runs) == 2  # each one loaded before start
