@@ -77,3 +77,18 @@ def test_cli_run_with_terms(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 8 and summary["valid"] >= 1
     assert summary["llm"]["name"] == "terms:2-6"
+
+
+def test_answers_an_agent_task_with_def_equation() -> None:
+    from eqforge.prompts.prompt import Prompt
+
+    task = ("Task: ...\nWrite the equation as\n\n```python\n"
+            "def equation(x: np.ndarray, v: np.ndarray, params: np.ndarray) -> np.ndarray:\n"
+            "    return ...\n```\n\nusing numpy as np and at most 3 constants params[0], params[1], ...")
+    prompt = Prompt(completion="", messages=[{"role": "system", "content": "You are a scientist."},
+                                             {"role": "user", "content": task}], version=0)
+    for c in _ask(make_backend("terms:"), prompt, n=10):
+        assert c.text.startswith("```python\ndef equation(x, v, params):"), c.text
+        assert len(re.findall(r"params\[", c.text)) <= 3
+    with pytest.raises(BackendError, match="no function header"):
+        _ask(make_backend("terms:"), Prompt(completion="", messages=[{"role": "user", "content": "hi"}], version=0))

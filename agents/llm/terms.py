@@ -7,8 +7,10 @@ an input times its own sine or cosine), each term with its own ``params[i]``. Ev
 can so carry a baseline row: a strategy that does not beat random sums on a problem has not
 shown discovery there (such sums find oscillator1's exact law within a few hundred samples).
 
-The backend reads only what a model reads: the inputs and the version to write come from the
-function header at the end of the prompt, the parameter limit from its ``MAX_NPARAMS``. Draws
+The backend reads only what a model reads: the inputs and the function to write come from the
+function header the prompt shows (``equation_vN`` at the end of an LLM-SR prompt, or the
+``def equation(...)`` of an agent's task), the parameter limit from its ``MAX_NPARAMS`` or
+"at most N constants". Draws
 are seeded by the call's seed, the sample's index among the ``n`` asked for and the prompt's
 hash, so a run is reproducible and two seeds of a sweep do not see shifted copies of each
 other's samples (the loop's seed is ``run.seed + sample index``). ``terms:MIN-MAX`` changes
@@ -27,7 +29,9 @@ from eqforge.prompts.prompt import Prompt
 
 DEFAULT_TERMS = (2, 6)
 _HEADER = re.compile(r"def equation_v(\d+)\(([^)]*)\)")
+_PLAIN = re.compile(r"def equation\(([^)]*\bparams\b[^)]*)\)")
 _MAX_PARAMS = re.compile(r"MAX_NPARAMS\s*=\s*(\d+)")
+_AT_MOST = re.compile(r"at most (\d+) (?:constants|of them|params)")
 _UNARY = ("{u}", "{u}**2", "{u}**3", "{u}**-1", "np.sin({u})", "np.cos({u})", "np.exp({u})",
           "np.log(np.abs({u}))", "np.tanh({u})", "np.abs({u})", "{u}*np.sin({u})",
           "{u}*np.cos({u})")
@@ -54,19 +58,26 @@ def parse_range(arg: str) -> tuple[int, int]:
     return low, high
 
 
-def prompt_signature(prompt: Prompt) -> tuple[int, list[str], int | None]:
-    """(version, input names, MAX_NPARAMS) of the function the prompt asks for."""
-    text = prompt.completion or "\n".join(m.get("content", "") for m in prompt.messages)
+def prompt_signature(prompt: Prompt) -> tuple[str, list[str], int | None]:
+    """(function name to write, input names, MAX_NPARAMS) of the function the prompt asks for:
+    ``equation_vN`` for an LLM-SR style prompt, else the last ``def equation(...)`` it shows
+    (an agent's task, a conversation)."""
+    text = "\n".join([prompt.completion or "", *(str(m.get("content") or "") for m in prompt.messages)])
     headers = [m for m in _HEADER.finditer(text) if int(m.group(1)) == prompt.version]
-    if not headers:
-        raise BackendError(f"terms: the prompt has no header for equation_v{prompt.version}")
-    args = [a.split(":")[0].strip() for a in headers[-1].group(2).split(",")]
+    if headers:
+        name, args_text = f"equation_v{prompt.version}", headers[-1].group(2)
+    else:
+        plain = list(_PLAIN.finditer(text))
+        if not plain:
+            raise BackendError(f"terms: the prompt shows no function header to answer (equation_v{prompt.version})")
+        name, args_text = "equation", plain[-1].group(1)
+    args = [a.split(":")[0].strip() for a in args_text.split(",")]
     inputs = [a for a in args if a and a != "params"]
-    limit = _MAX_PARAMS.search(text)
-    return prompt.version, inputs, int(limit.group(1)) if limit else None
+    limit = _MAX_PARAMS.search(text) or _AT_MOST.search(text)
+    return name, inputs, int(limit.group(1)) if limit else None
 
 
-def random_program(inputs: list[str], version: int, rng: np.random.Generator,
+def random_program(inputs: list[str], name: str, rng: np.random.Generator,
                    n_terms: tuple[int, int] = DEFAULT_TERMS, max_params: int | None = None) -> str:
     library = term_library(inputs)
     high = min(n_terms[1], len(library), max_params or n_terms[1])
@@ -75,7 +86,7 @@ def random_program(inputs: list[str], version: int, rng: np.random.Generator,
     picks = sorted(rng.choice(len(library), size=k, replace=False).tolist())
     body = " + ".join(f"params[{i}] * {library[j]}" for i, j in enumerate(picks))
     args = ", ".join(inputs)
-    return (f"```python\ndef equation_v{version}({args}, params):\n"
+    return (f"```python\ndef {name}({args}, params):\n"
             f"    return {body}\n```")
 
 
@@ -96,7 +107,7 @@ class TermsBackend(LLMBackend):
         return {**super().describe(), "model": "terms", "terms": list(self.n_terms)}
 
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
-        version, inputs, max_params = prompt_signature(prompt)
+        name, inputs, max_params = prompt_signature(prompt)
         if not inputs:
             raise BackendError("terms: the prompt's function has no inputs to build terms from")
         out = []
@@ -105,7 +116,7 @@ class TermsBackend(LLMBackend):
                 rng = self._fallback
             else:
                 rng = np.random.default_rng([int(sampling.seed) & 0xFFFFFFFF, i, int(prompt.hash, 16)])
-            text = random_program(inputs, version, rng, self.n_terms, max_params)
+            text = random_program(inputs, name, rng, self.n_terms, max_params)
             out.append(Completion(text=text, model=self.name, prompt_tokens=0, completion_tokens=0,
                                   finish_reason="stop", cost=0.0))
         return out
