@@ -20,12 +20,12 @@ from typing import Any
 
 from eqforge.agents.database import ProgramsDatabase, StoredProgram
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
-from eqforge.agents.progress import Progress, RunStats
-from eqforge.agents.records import RunRecorder, SampleRecord, failure_counts
+from eqforge.agents.progress import Progress
 from eqforge.agents.strategies import StrategyHook
 from eqforge.config import Config
 from eqforge.errors import BackendError
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
+from eqforge.evaluator.rundir import RunDir, RunStats, SampleRecord
 from eqforge.problems.spec import Problem
 from eqforge.prompts.parsing import program_key, reasoning_record
 from eqforge.prompts.prompt import Prompt
@@ -60,7 +60,7 @@ class DiscoveryLoop:
         config: Config,
         backend: LLMBackend,
         evaluator: Evaluator,
-        recorder: RunRecorder,
+        recorder: RunDir,
         *,
         progress: Progress | None = None,
         guesses: Sequence[Guess] = (),
@@ -78,7 +78,6 @@ class DiscoveryLoop:
                               strategy=config.sampler.strategy,
                               llm_status=backend.status)
         self.records: list[SampleRecord] = []
-        self.best: SampleRecord | None = None
         self.by_key: dict[str, SampleRecord] = {}
         self.pending: dict[str, asyncio.Future[EvalResult]] = {}
         self.next_index = 1
@@ -88,6 +87,7 @@ class DiscoveryLoop:
         self.seed_offset = 1
         self.stop_reason: str | None = None
         self.fatal: BackendError | None = None
+        self.last_summary: dict[str, Any] | None = None
         self.hook = StrategyHook(self, config.sampler.strategy)  # what the strategy changes
 
     # -- resume ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class DiscoveryLoop:
             raise
         finally:
             self.stop_reason = self.stop_reason or "budget"
-            summary = self.summary()
+            summary = self.last_summary = self.summary()
             self.recorder.write_summary(summary)
             self.progress.finish(self.stats, self.stop_reason)
         if self.fatal is not None:
@@ -274,7 +274,7 @@ class DiscoveryLoop:
         base.update(program=code, program_key=key)
         first = self.by_key.get(key)
         if first is not None:
-            return base, _result_of(first)
+            return base, first.result.model_copy(update={"seconds": 0.0})
         if key in self.pending:  # an identical program is being evaluated right now
             return base, await asyncio.shield(self.pending[key])
         fut: asyncio.Future[EvalResult] = asyncio.get_running_loop().create_future()
@@ -315,10 +315,7 @@ class DiscoveryLoop:
         rec = SampleRecord(
             index=index, id={"seed": "seed", "guess": f"g{index}"}.get(fields.get("source", ""),
                                                                       f"s{index}"),
-            elapsed=self.stats.elapsed, ok=result.ok, error=result.error, detail=result.detail,
-            score=result.score, params=result.params, n_params=result.n_params,
-            nmse=result.nmse, metrics=result.metrics, eval_seconds=result.seconds, **fields,
-        )
+            elapsed=self.stats.elapsed, result=result, **fields)
         self._account(rec, write=True)
         return rec
 
@@ -330,23 +327,8 @@ class DiscoveryLoop:
         if rec.program_key and rec.duplicate_of is None:
             self.by_key.setdefault(rec.program_key, rec)
         s = self.stats
-        if rec.source == "llm":
-            s.samples += 1
-            s.session_samples += 1 if write else 0
-            s.valid += int(rec.ok)
-            s.duplicates += int(rec.duplicate_of is not None)
-            if not rec.ok and rec.error:
-                s.failures[rec.error] = s.failures.get(rec.error, 0) + 1
-            s.prompt_tokens += rec.prompt_tokens or 0
-            s.completion_tokens += rec.completion_tokens or 0
-            s.cost += rec.cost or 0.0
-            s.cached_calls += int(rec.cached)
-        if rec.ok and rec.score is not None and (s.best_score is None or rec.score > s.best_score):
-            s.best_score, s.best_program, s.best_id = rec.score, rec.program, rec.id
-            s.best_params = rec.params
-            self.best = rec
-            if write:
-                self.recorder.write_best(rec, self.problem.name)
+        if s.add(rec, live=write) and write:
+            self.recorder.write_best(rec, self.problem.name)
         if write:
             self.progress.update(s)
             target = self.config.run.target_score
@@ -354,7 +336,12 @@ class DiscoveryLoop:
                 self._stop("target score")
 
     # -- summary --------------------------------------------------------------------------
+    @property
+    def best(self) -> SampleRecord | None:
+        return self.stats.best
+
     def summary(self) -> dict[str, Any]:
+        """The run's outcome from its counters (``api`` adds the analysis of its equations)."""
         s = self.stats
         best = None
         if self.best is not None:
@@ -367,32 +354,11 @@ class DiscoveryLoop:
         summary = {
             "problem": self.problem.name,
             "strategy": self.hook.name,
-            "samples": s.samples,
-            "valid": s.valid,
-            "duplicates": s.duplicates,
-            "failures": failure_counts([r for r in self.records if r.source == "llm"]),
+            **s.counts(),
             "best": best,
-            "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens,
-                       "reasoning": sum(r.reasoning_tokens or 0 for r in self.records)},
-            "cost": s.cost,
-            "cached_samples": s.cached_calls,
             "elapsed_seconds": s.elapsed,
             "stopped": self.stop_reason,
             "llm": self.backend.describe(),
         }
-        if self.stop_reason != "interrupted":  # Ctrl-C wants a prompt exit; `report` redoes it
-            try:
-                from eqforge.evaluator.analysis import enrich_summary
-
-                enrich_summary(summary, self.records, self.problem)
-            except Exception as exc:  # noqa: BLE001 - analysis must never break a run
-                log.warning("could not analyse the run's equations: %s: %s",
-                            type(exc).__name__, exc)
         return summary
-
-
-def _result_of(rec: SampleRecord) -> EvalResult:
-    return EvalResult(ok=rec.ok, error=rec.error, detail=rec.detail, score=rec.score,
-                      params=rec.params, n_params=rec.n_params, nmse=rec.nmse,
-                      metrics=rec.metrics, seconds=0.0)
 

@@ -2,60 +2,17 @@
 
 The loop reports to a ``Progress`` object after every sample; the default writes a plain
 log line every few seconds. A rich terminal view lives in ``agents.live`` and implements
-the same interface.
+the same interface. The counters they show are the run's ``RunStats`` (``evaluator.rundir``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from eqforge.evaluator.rundir import RunStats
 
 log = logging.getLogger("eqforge.run")
-
-
-@dataclass
-class RunStats:
-    """Counters the loop maintains; also what summaries and live views show."""
-
-    budget: int = 0
-    samples: int = 0
-    valid: int = 0
-    duplicates: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    best_score: float | None = None
-    best_program: str | None = None
-    best_id: str | None = None
-    best_params: list[float] | None = None
-    problem: str | None = None  # name, for titles of live views
-    strategy: str | None = None  # prompting strategy, shown beside the problem
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    llm_calls: int = 0
-    cached_calls: int = 0
-    start: float = field(default_factory=time.monotonic)
-    elapsed_before: float = 0.0  # wall time of earlier sessions of a resumed run
-    max_seconds: float | None = None
-    max_cost: float | None = None
-    #: what the model backend waits on now ("rate-limited, waiting 8s"), asked at each redraw
-    llm_status: Callable[[], str | None] | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.start
-
-    @property
-    def valid_rate(self) -> float:
-        return self.valid / self.samples if self.samples else 0.0
-
-    @property
-    def rate(self) -> float:
-        session = time.monotonic() - self.start
-        return self.session_samples / session if session > 0 else 0.0
-
-    session_samples: int = 0
 
 
 class Progress:

@@ -15,8 +15,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from eqforge.agents.database import StoredProgram
-from eqforge.agents.records import SampleRecord
 from eqforge.agents.reflect import ReflectiveMemory
+from eqforge.evaluator.rundir import SampleRecord
 from eqforge.prompts.anonymise import anonymise
 from eqforge.prompts.builder import Notes, ProgramRef, PromptBuilder, initial_program
 from eqforge.prompts.parsing import Extracted, extract_program

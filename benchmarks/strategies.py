@@ -28,9 +28,9 @@ from pathlib import Path
 from eqforge.agents.llm.registry import make_llm
 from eqforge.agents.loop import DiscoveryLoop
 from eqforge.agents.progress import QuietProgress
-from eqforge.agents.records import RunRecorder
 from eqforge.config import Config
 from eqforge.evaluator.evaluate import Evaluator
+from eqforge.evaluator.rundir import RunDir
 from eqforge.problems.registry import load_problem
 from eqforge.prompts.strategy import load_strategy, strategy_names
 
@@ -60,7 +60,7 @@ async def run_all(args: argparse.Namespace) -> list[dict]:
             for name in args.strategy or default_strategies():
                 config = base.with_overrides({"sampler": {"strategy": name}})
                 with tempfile.TemporaryDirectory(prefix=f"eqforge-bench-{name}-") as tmp:
-                    recorder = RunRecorder(Path(tmp))
+                    recorder = RunDir(Path(tmp), write=True)
                     loop = DiscoveryLoop(problem, config, backend, evaluator, recorder,
                                          progress=QuietProgress())
                     t0 = time.perf_counter()

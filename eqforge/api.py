@@ -18,11 +18,12 @@ from typing import Any
 from eqforge.agents.llm.registry import make_llm
 from eqforge.agents.loop import DiscoveryLoop, Guess
 from eqforge.agents.progress import Progress
-from eqforge.agents.records import RunRecorder
 from eqforge.aio import run_sync
-from eqforge.config import BackendConfig, Config, upgrade_saved
-from eqforge.errors import EqforgeError
+from eqforge.config import BackendConfig, Config
+from eqforge.errors import BackendError, EqforgeError
+from eqforge.evaluator.analysis import enrich_summary
 from eqforge.evaluator.evaluate import EvalResult, Evaluator
+from eqforge.evaluator.rundir import RunDir
 from eqforge.problems.registry import load_problem
 from eqforge.problems.spec import Problem
 from eqforge.prompts.strategy import runnable_strategy
@@ -71,15 +72,20 @@ async def adiscover(
     config = config or Config()
     problem = problem or load_problem(spec.problem, data=spec.data, seed=config.run.seed)
     out_dir = Path(out or config.run.out or default_run_dir(spec.problem))
-    if (out_dir / "samples.jsonl").exists():
-        raise EqforgeError(
-            f"{out_dir} already holds a run; resume it with `eqforge run --resume {out_dir}` "
-            "or choose another --out"
-        )
+    held = f"{out_dir} already holds a run; resume it with `eqforge run --resume {out_dir}` or choose another --out"
+    if RunDir(out_dir).has_samples():
+        raise EqforgeError(held)
     runnable_strategy(config.sampler.strategy)  # an unknown strategy fails before any file
     # fails fast (missing key, bad spec) before any file
     backend = make_llm(config.llm, seed=config.run.seed, require_price=config.run.max_cost is not None)
-    recorder = RunRecorder(out_dir)
+    try:
+        recorder = RunDir(out_dir, write=True)  # a second writer stops here (RunBusy names the first)
+        if recorder.has_samples():  # another process started it between the check and the lock
+            recorder.close()
+            raise EqforgeError(held)
+    except BaseException:
+        await backend.aclose()
+        raise
     recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),
                            "problem": problem.summary(), "backend": backend.describe()})
     return await _aexecute(problem, config, backend, recorder, progress, restore=None,
@@ -106,8 +112,17 @@ async def aresume(
 ) -> dict[str, Any]:
     """``resume`` as a coroutine. ``overrides``: config sections to change for the rest of
     the run (budgets, for instance), as ``Config.with_overrides`` takes them."""
-    recorder = RunRecorder(Path(run_dir))
-    saved = upgrade_saved(recorder.read_config())
+    RunDir(run_dir).read_config()  # "no config.json here" before taking the directory
+    recorder = RunDir(run_dir, write=True)  # a second writer stops here (RunBusy names the first)
+    try:
+        return await _aresume(recorder, samples, progress, overrides)
+    finally:
+        recorder.close()
+
+
+async def _aresume(recorder: RunDir, samples: int | None, progress: Progress | None,
+                   overrides: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    saved = recorder.read_config()
     config = Config.model_validate(saved["config"])
     if overrides:
         config = config.with_overrides(overrides)
@@ -119,21 +134,18 @@ async def aresume(
     events = recorder.read_events()
     done = sum(1 for r in records if r.source == "llm")
     # a replayed model answers once per sample, or once per turn for the agent strategy
-    answered = recorder.model_turns() if recorder.turns_path.exists() else done
+    answered = recorder.model_turns() if recorder.has_turns() else done
     backend = make_llm(config.llm, seed=config.run.seed, replay_start=answered,
                        require_price=config.run.max_cost is not None)
     elapsed = max((r.elapsed for r in records), default=0.0)
-    log.info("resuming %s: %d samples on record", run_dir, done)
+    log.info("resuming %s: %d samples on record", recorder.dir, done)
     return await _aexecute(problem, config, backend, recorder, progress,
                            restore=(records, events, elapsed), guesses=spec.guesses)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """A run directory's ``config.json`` (without creating anything)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise EqforgeError(f"{run_dir}: no config.json here; is this a run directory?")
-    return upgrade_saved(json.loads(path.read_text(encoding="utf-8")))
+    return RunDir(run_dir).read_config()
 
 
 def replay(
@@ -147,13 +159,13 @@ def replay(
     source = Path(run_dir)
     saved = read_run_config(source)
     config = Config.model_validate(saved["config"])
-    if (source / "turns.jsonl").exists():
+    if RunDir(source).has_turns():
         raise EqforgeError(f"{source} is an agent run: --replay-from serves samples' responses, "
                            "not conversations; re-run it against a recorded model instead "
                            "(--llm replay:FILE with one answer per turn)", exit_code=2)
-    from eqforge.agents.llm.replay import read_run_samples
-
-    n_recorded = len(read_run_samples(source))
+    n_recorded = sum(1 for r in RunDir(source).read_samples(strict=False) if r.source == "llm")
+    if not n_recorded:
+        raise EqforgeError(f"{source}: the run has no model samples to replay")
     config = config.with_overrides({"run": {"samples": samples or n_recorded}})
     config = config.model_copy(update={"run": config.run.model_copy(update={"out": None})})
     styles = {b.prompt_style for b in config.llm.backends}
@@ -174,11 +186,34 @@ async def _aexecute(problem, config, backend, recorder, progress, *, restore,  #
         if restore is not None:
             loop.restore(*restore)
         try:
-            return await loop.run()
+            await loop.run()
+        except BackendError:
+            if loop.fatal is not None and loop.last_summary is not None:
+                _analysed(loop, problem, recorder)  # the records so far, as a finished run has them
+            raise
         finally:
             await backend.aclose()
+        return _analysed(loop, problem, recorder)
     finally:
         evaluator.close()
+        recorder.close()
+
+
+def _analysed(loop: DiscoveryLoop, problem: Problem, recorder: RunDir) -> dict[str, Any]:
+    """The loop's summary with its equations' analysis (closed forms, Pareto, recovery),
+    added here, after the loop: the search itself never imports the analysis."""
+    summary = loop.last_summary or {}
+    if summary.get("stopped") != "interrupted":  # Ctrl-C wants a prompt exit; `report` redoes it
+        try:
+            enrich_summary(summary, loop.records, problem)
+        except Exception as exc:  # noqa: BLE001 - analysis must never break a run
+            log.warning("could not analyse the run's equations: %s: %s", type(exc).__name__, exc)
+        recorder.write_summary(summary)
+    return summary
+
+
+#: what ``eqforge evaluate`` writes of each program's EvalResult
+EVALUATE_FIELDS = {"ok", "error", "detail", "score", "params", "n_params", "nmse", "metrics", "seconds"}
 
 
 def evaluate_file(
@@ -203,9 +238,7 @@ def evaluate_file(
         futures = [(pid, ev.submit(code, seed=config.run.seed)) for pid, code in items]
         for pid, fut in futures:
             res: EvalResult = fut.result()
-            row = {"id": pid, "ok": res.ok, "error": res.error, "detail": res.detail,
-                   "score": res.score, "params": res.params, "n_params": res.n_params,
-                   "nmse": res.nmse, "metrics": res.metrics, "seconds": res.seconds}
+            row = {"id": pid, **res.model_dump(include=EVALUATE_FIELDS)}
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             rows.append(row)

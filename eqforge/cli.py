@@ -164,9 +164,9 @@ def _failed_at_model(summary: dict[str, Any], out: Path) -> str | None:
     failures = summary.get("failures") or {}
     if not n or summary.get("valid") or sum(v for k, v in failures.items() if k.startswith("llm:")) < n:
         return None
-    from eqforge.agents.records import RunRecorder
+    from eqforge.evaluator.rundir import RunDir
 
-    detail = next((r.detail for r in RunRecorder(out).read_samples() if r.source == "llm" and r.detail), "")
+    detail = next((r.detail for r in RunDir(out).read_samples(strict=False) if r.source == "llm" and r.detail), "")
     reasons = ", ".join(f"{k} x{v}" for k, v in failures.items())
     return (f"all {n} samples failed at the model ({reasons}): {detail[:160]}; "
             f"see {out / 'samples.jsonl'}")

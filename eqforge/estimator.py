@@ -18,7 +18,6 @@ scikit-learn's conventions hold too.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import tempfile
 import warnings
@@ -35,6 +34,7 @@ from eqforge import equations as eqtable
 from eqforge.api import RunSpec, adiscover, aresume, discover, resume
 from eqforge.config import BackendConfig, Config, load_config
 from eqforge.errors import EqforgeError, ProblemError
+from eqforge.evaluator.rundir import RunDir
 from eqforge.export import ExportError, Law, jax_export, law_from_program, numpy_callable, torch_module
 from eqforge.guesses import to_guesses
 from eqforge.notebook import progress_for
@@ -328,7 +328,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         plan: dict[str, Any] = {"problem": problem, "config": config, "resume": False,
                                 "progress": progress_for(self.quiet), "samples": None,
                                 "overrides": None}
-        if previous is not None and (previous / "samples.jsonl").exists():
+        if previous is not None and RunDir(previous).has_samples():
             if _same_data(problem, self.problem_):
                 before = self.summary_ or {}
                 budget = config.run.samples
@@ -347,7 +347,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
                                                 self.equations_["params"], strict=True)]
         run_dir = Path(self.out) if self.out is not None else Path(
             tempfile.mkdtemp(prefix="eqforge-run-"))
-        if (run_dir / "samples.jsonl").exists():
+        if RunDir(run_dir).has_samples():
             raise EqforgeError(f"{run_dir} already holds a run; pass warm_start=True to continue "
                                "it, or another out", exit_code=2)
         problem_dir = run_dir / "problem"
@@ -361,16 +361,12 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
 
     def _finish(self, plan: dict[str, Any]) -> EquationRegressor:
         run_dir = Path(plan["run_dir"])
-        summary_path = run_dir / "summary.json"
         self.run_dir_ = run_dir
-        self.summary_ = (json.loads(summary_path.read_text(encoding="utf-8"))
-                         if summary_path.exists() else {})
+        self.summary_ = RunDir(run_dir).read_summary() or {}
         self.problem_ = plan["problem"]
         self.config_ = plan["config"]
         self.variable_names_ = list(self.problem_.input_names)
-        from eqforge.agents.records import RunRecorder
-
-        records = RunRecorder(run_dir).read_samples()
+        records = RunDir(run_dir).read_samples()
         self.equations_ = eqtable.equations_table(records, self.problem_)
         self._compiled: dict[tuple[str, str], Any] = {}
         if self.equations_.empty:

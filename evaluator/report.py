@@ -29,6 +29,7 @@ from eqforge.evaluator import plots
 from eqforge.evaluator.analysis import Entry, RunAnalysis, analyse_run
 from eqforge.evaluator.laws import Law, entry_laws
 from eqforge.evaluator.pareto import pareto_front
+from eqforge.evaluator.rundir import RunDir, RunStats, SampleRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class RunData:
     problem_error: str | None = None
     run_config: Any = None  # eqforge.config.Config
     notes: list[str] = field(default_factory=list)
+    records: list[SampleRecord] = field(default_factory=list)
 
     @property
     def llm_samples(self) -> list[dict[str, Any]]:
@@ -65,30 +67,12 @@ class RunData:
         return str(self.config.get("problem", {}).get("output", "y"))
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line of a killed run; the report is read-only
-    return out
-
-
 def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise EqforgeError(f"{run_dir}: no config.json here; is this a run directory?",
-                           exit_code=2)
-    config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    data = RunData(run_dir, config, _read_jsonl(run_dir / "samples.jsonl"), summary)
+    run = RunDir(run_dir)
+    config = run.read_config(exit_code=2)
+    records = run.read_samples(strict=False)  # the report is read-only: a torn line is skipped
+    data = RunData(run_dir, config, [r.to_json() for r in records], run.read_summary(), records=records)
     try:
         from eqforge.config import Config
 
@@ -181,16 +165,15 @@ class Facts:
 
 def _facts(data: RunData, analysis: RunAnalysis) -> Facts:
     llm = data.llm_samples
-    valid = sum(1 for s in llm if s.get("ok"))
-    dup = sum(1 for s in llm if s.get("duplicate_of"))
-    tokens_p = sum(s.get("prompt_tokens") or 0 for s in llm)
-    tokens_c = sum(s.get("completion_tokens") or 0 for s in llm)
-    cost = sum(s.get("cost") or 0.0 for s in llm)
+    counted = RunStats.from_records(data.records)
+    valid, dup = counted.valid, counted.duplicates
+    tokens_p, tokens_c, cost = counted.prompt_tokens, counted.completion_tokens, counted.cost
     elapsed = max((s.get("elapsed") or 0.0 for s in data.samples), default=0.0)
     if data.summary and data.summary.get("elapsed_seconds") is not None:
         elapsed = max(elapsed, float(data.summary["elapsed_seconds"]))
     run = data.config.get("run", {})
-    models = sorted({s.get("model") for s in llm if s.get("model")}) or run.get("llm") or []
+    configured = ((data.config.get("config") or {}).get("llm") or {}).get("backends") or []
+    models = sorted({s.get("model") for s in llm if s.get("model")}) or [b.get("spec") for b in configured]
     started = min((s.get("time") for s in data.samples if s.get("time")), default=None)
     stats = analysis.stats()
     rows = [
@@ -506,7 +489,7 @@ def _agent_turns(report: Report) -> tuple[str | None, list[dict[str, Any]]]:
     episode = episode_of(report.data.samples, best.id) if best is not None else None
     if episode is None:
         return None, []
-    return episode, episode_turns(_read_jsonl(report.data.directory / "turns.jsonl"), episode)
+    return episode, episode_turns(RunDir(report.data.directory).read_turns(strict=False), episode)
 
 
 def _agent_html(report: Report) -> list[str]:

@@ -30,8 +30,11 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
 
 def _layout(tree: Path) -> Path:
     """The sources as the installed package lays them out, under ``tree``."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    for package, folder in config["tool"]["setuptools"]["package-dir"].items():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    mapping = setuptools["package-dir"]
+    for package in setuptools["packages"]:
+        base = max((k for k in mapping if package == k or package.startswith(k + ".")), key=len)
+        folder = Path(mapping[base], *package[len(base):].split(".")[1:])
         dst = tree.joinpath(*package.split("."))
         dst.mkdir(parents=True, exist_ok=True)
         for src in (ROOT / folder).glob("*.py"):

@@ -220,7 +220,7 @@ def test_kill_9_and_resume(tmp_path: Path) -> None:
 def _locked(run_dir: Path) -> bool:
     import fcntl
 
-    with (run_dir / ".sweep.lock").open("a+") as fh:
+    with (run_dir / ".lock").open("a+") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

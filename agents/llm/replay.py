@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
-from eqforge.errors import BackendError
+from eqforge.errors import BackendError, EqforgeError
+from eqforge.evaluator.rundir import RunDir
 from eqforge.prompts.prompt import Prompt
 
 
@@ -39,29 +40,20 @@ def read_responses(path: Path) -> list[str]:
 
 
 def read_run_samples(run_dir: Path) -> list[dict]:
-    """The model samples of a run directory, in sample order."""
-    path = run_dir / "samples.jsonl"
-    if not path.is_file():
+    """The model samples of a run directory, in sample order (read through ``RunDir``)."""
+    run = RunDir(run_dir)
+    if not run.has_samples():
         raise BackendError(f"{run_dir}: not a run directory (no samples.jsonl)")
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line of a killed run
-        if isinstance(obj, dict) and obj.get("source", "llm") == "llm":
-            rows.append(obj)
-    rows.sort(key=lambda r: r.get("index", 0))
-    if not rows:
-        raise BackendError(f"{path}: the run has no model samples to replay")
-    return rows
+    records = sorted((r for r in run.read_samples(strict=False) if r.source == "llm"), key=lambda r: r.index)
+    if not records:
+        raise BackendError(f"{run.path('samples.jsonl')}: the run has no model samples to replay")
+    return [r.to_json() for r in records]
 
 
 def recorded_prompt_style(run_dir: Path) -> str | None:
     try:
-        cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        return cfg.get("backend", {}).get("prompt_style")
-    except (OSError, ValueError, AttributeError):
+        return RunDir(run_dir).read_config().get("backend", {}).get("prompt_style")
+    except (EqforgeError, AttributeError):
         return None
 
 

@@ -130,7 +130,7 @@ class SweepDir:
 def versions() -> dict[str, str]:
     from importlib import metadata
 
-    from eqforge.agents.records import package_versions
+    from eqforge.evaluator.rundir import package_versions
 
     out = package_versions()
     for name in ("rich", "matplotlib", "ray"):

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eqforge.evaluator.rundir import RunDir
+
 log = logging.getLogger("eqforge.sweep")
 
 
@@ -25,11 +27,7 @@ def duration(seconds: float | None) -> str:
 
 
 def samples_on_record(run_dir: Path) -> int:
-    try:
-        with (run_dir / "samples.jsonl").open("rb") as fh:
-            return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b"")) - 1)
-    except OSError:
-        return 0
+    return max(0, RunDir(run_dir).count_samples() - 1)  # the seed's line is not a sample
 
 
 def status_line(state: Any) -> str:

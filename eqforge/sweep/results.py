@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from eqforge.agents.records import read_jsonl
+from eqforge.evaluator.rundir import RunDir
 
 COLUMNS = ("problem", "strategy", "llm", "seeds", "best_nmse_test_id_median",
            "best_nmse_test_ood_median", "best_nmse_test_ood_iqr", "acc01_test_ood_median",
@@ -67,19 +66,12 @@ class RunResult:
         return float(value) if isinstance(value, int | float) else None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def run_state(directory: Path, budget: int | None = None) -> str:
     """``new`` (nothing on disk), ``done`` (ended on its own) or ``partial`` (resume it)."""
-    if not (directory / "samples.jsonl").exists() and not (directory / "config.json").exists():
+    run = RunDir(directory)
+    if not run.has_samples() and not run.exists():
         return "new"
-    summary = _read_json(directory / "summary.json")
+    summary = run.read_summary()
     if summary is None or summary.get("stopped") not in FINISHED:
         return "partial"
     if summary.get("stopped") == "budget" and budget is not None and int(summary.get("samples", 0)) < budget:
@@ -89,15 +81,13 @@ def run_state(directory: Path, budget: int | None = None) -> str:
 
 def best_so_far(directory: Path) -> list[float]:
     """Train NMSE of the best-scoring program after each model sample (seed included)."""
-    rows = sorted(read_jsonl(directory / "samples.jsonl"), key=lambda r: r.get("index", 0))
     best_score, best_nmse, out = -math.inf, math.inf, []
-    for r in rows:
-        score = r.get("score")
-        if r.get("ok") and isinstance(score, int | float) and score > best_score:
-            best_score = score
-            nmse = (r.get("nmse") or {}).get("train")
-            best_nmse = float(nmse) if isinstance(nmse, int | float) else math.inf
-        if r.get("source", "llm") == "llm":
+    for r in sorted(RunDir(directory).read_samples(strict=False), key=lambda r: r.index):
+        if r.ok and r.score is not None and r.score > best_score:
+            best_score = r.score
+            nmse = r.nmse.get("train")
+            best_nmse = float(nmse) if nmse is not None else math.inf
+        if r.source == "llm":
             out.append(best_nmse)
     return out
 
@@ -107,7 +97,7 @@ def read_run(plan: dict[str, Any], directory: Path, *, curve: bool = True) -> Ru
     state = run_state(directory, budget)
     res = RunResult(plan["problem"], plan["strategy"], plan["llm"], int(plan["seed"]), directory, state)
     if state == "done":
-        res.summary = _read_json(directory / "summary.json")
+        res.summary = RunDir(directory).read_summary()
         if curve:
             res.curve = best_so_far(directory)
     return res

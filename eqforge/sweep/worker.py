@@ -2,9 +2,10 @@
 
 The sweep writes ``RUN_DIR/plan.json`` (the run's ``RunSpec`` and ``Config``) and starts
 this; it starts the run, or resumes it from its records when an earlier session was
-interrupted (Ctrl-C, a crash, ``kill -9``), or does nothing when it already finished. An OS
-lock on ``RUN_DIR/.sweep.lock`` keeps two processes from writing one run at once: the second
-waits for the first, then finds the run finished or resumes it. The process dies with the
+interrupted (Ctrl-C, a crash, ``kill -9``), or does nothing when it already finished. The run
+directory's own lock (``RUN_DIR/.lock``, ``evaluator.rundir``; the one ``eqforge run`` takes)
+keeps two processes from writing one run at once: the second waits for the first, then finds
+the run finished or resumes it. The process dies with the
 sweep that started it (``PR_SET_PDEATHSIG``) and turns SIGTERM into Ctrl-C, so an ended
 sweep leaves no orphan run writing on, and an interrupted run records why it stopped. The
 same ``run_planned`` is what a Ray task runs.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -24,16 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from eqforge.errors import EqforgeError
+from eqforge.evaluator.rundir import RunBusy, RunDir
+from eqforge.evaluator.rundir import lock as rundir_lock
 
 log = logging.getLogger("eqforge.sweep")
 
 OK, FAILED, BUSY = 0, 1, 75
 PLAN = "plan.json"
-LOCK = ".sweep.lock"
-
-
-class RunBusy(EqforgeError):
-    """Another process holds the run's lock."""
 
 
 @contextlib.contextmanager
@@ -41,18 +38,17 @@ def run_lock(run_dir: Path, *, wait: bool = True) -> Iterator[None]:
     """Hold the run's lock. Another holder is a run still ending (the process of a killed
     sweep finishing its summary) or another sweep of the same directory: wait for it, then
     look again — most often it has finished the run. ``wait=False`` raises ``RunBusy``."""
-    fh = (run_dir / LOCK).open("a+")
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                raise RunBusy(f"{run_dir}: another process is running this run") from None
-            log.info("%s: another process holds this run; waiting for it", run_dir.name)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        rundir_lock.acquire(run_dir, reentrant=False)
+    except RunBusy:
+        if not wait:
+            raise
+        log.info("%s: another process holds this run; waiting for it", run_dir.name)
+        rundir_lock.acquire(run_dir, wait=True, reentrant=False)
+    try:
         yield
     finally:
-        fh.close()  # releases the lock
+        rundir_lock.release(run_dir)
 
 
 def run_planned(run_dir: str | Path, *, workers: int | None = None) -> dict:
@@ -67,8 +63,8 @@ def run_planned(run_dir: str | Path, *, workers: int | None = None) -> dict:
     with run_lock(run_dir):
         state = read_run(plan, run_dir, curve=False).state
         if state == "done":
-            return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        if state == "partial" and (run_dir / "samples.jsonl").exists():
+            return RunDir(run_dir).read_summary() or {}
+        if state == "partial" and RunDir(run_dir).has_samples():
             log.info("%s: resuming", run_dir.name)
             return resume(run_dir, progress=QuietProgress())
         config = Config.model_validate(plan["config"])
