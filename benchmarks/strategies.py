@@ -54,6 +54,13 @@ async def run_all(args: argparse.Namespace) -> list[dict]:
         "llm": {"cache": False, "backends": [{"spec": args.llm, "engine": args.engine}]},
     })
     backend = make_llm(base.llm, seed=base.run.seed)
+    inner = backend
+    while hasattr(inner, "inner"):
+        inner = inner.inner
+    if hasattr(inner, "load"):  # load the weights before timing anything
+        t0 = time.perf_counter()
+        await asyncio.to_thread(inner.load)
+        print(f"model loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     rows = []
     try:
         with Evaluator(problem, base.evaluator) as evaluator:
