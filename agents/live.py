@@ -16,6 +16,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -37,47 +38,28 @@ def _duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _return_line(program: str) -> str:
-    lines = [ln.strip() for ln in program.splitlines() if ln.strip().startswith("return ")]
-    return lines[-1][len("return "):] if lines else program.strip().splitlines()[-1]
-
-
-def equation_text(program: str | None, params: list[float] | None,
-                  max_chars: int = 4000) -> str:
-    """The best program as an equation: closed form with constants, or its return line.
-
-    Conversion is an AST walk bounded by size limits; programs longer than ``max_chars``
-    are not converted at all, so the view stays cheap."""
+def return_line(program: str | None, params: list[float] | None = None) -> str:
+    """The program's last ``return`` expression: what the view shows without a formatter."""
     if not program:
         return "–"
-    if len(program) > max_chars:
-        return _return_line(program)
-    try:
-        import ast
-
-        from eqforge.evaluator.symbolic import closed_form
-
-        fn = next((n for n in ast.parse(program).body if isinstance(n, ast.FunctionDef)), None)
-        if fn is not None:
-            names = [a.arg for a in fn.args.args[:-1]]
-            cf = closed_form(program, names, params)
-            if cf.ok:
-                return cf.text
-    except Exception:  # noqa: BLE001 - a view must never break the run
-        pass
-    return _return_line(program)
+    lines = [ln.strip() for ln in program.splitlines() if ln.strip().startswith("return ")]
+    return lines[-1][len("return "):] if lines else program.strip().splitlines()[-1]
 
 
 class LiveProgress(Progress):
     """Rich live panel; ``console`` defaults to stderr (where logs go)."""
 
     def __init__(self, console: Console | None = None, *, refresh_per_second: float = 4.0,
-                 title: str | None = None, max_equation_chars: int = 400) -> None:
+                 title: str | None = None, max_equation_chars: int = 400,
+                 equation: Callable[[str | None, list[float] | None], str] = return_line) -> None:
         super().__init__()
         self.console = console or Console(stderr=True)
         self.refresh_per_second = refresh_per_second
         self.title = title
         self.max_equation_chars = max_equation_chars
+        #: best program -> the line shown; the CLI passes ``evaluator.analysis.equation_text``
+        #: (closed forms) so that the search side never imports the analysis
+        self.equation = equation
         self._lock = threading.Lock()
         self._snap: RunStats | None = None
         self._equation: tuple[str | None, str] = (None, "–")
@@ -115,7 +97,7 @@ class LiveProgress(Progress):
         snap = copy.copy(stats)
         snap.failures = dict(stats.failures)
         if stats.best_id != self._equation[0]:
-            text = equation_text(stats.best_program, stats.best_params)
+            text = self.equation(stats.best_program, stats.best_params)
             if len(text) > self.max_equation_chars:
                 text = text[: self.max_equation_chars - 1] + "…"
             self._equation = (stats.best_id, text)

@@ -119,8 +119,9 @@ def _progress(args: argparse.Namespace):  # noqa: ANN202
     if sys.stderr.isatty():
         try:
             from eqforge.agents.live import LiveProgress
+            from eqforge.evaluator.analysis import equation_text
 
-            return LiveProgress()
+            return LiveProgress(equation=equation_text)
         except ImportError:
             pass
     return Progress()

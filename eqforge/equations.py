@@ -3,7 +3,7 @@
 Built from a run's records alone (so a resumed, warm-started or interrupted run gives the
 same table): every distinct valid program is converted to a closed form (AST to sympy, in
 a helper process with deadlines — never by executing it), programs stating the same law are
-grouped (``evaluator.laws``), and the table keeps the accuracy–complexity Pareto front of
+grouped (``evaluator.analysis.laws``), and the table keeps the accuracy–complexity Pareto front of
 the laws plus the best-scoring ones, each law once, sorted by complexity.
 
 Columns, PySR's where PySR has one: ``complexity``, ``loss`` (MSE on the training data),
@@ -27,10 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eqforge.evaluator.analysis import Entry, analyse_run
-from eqforge.evaluator.laws import Law, group_laws, law_key
-from eqforge.evaluator.pareto import pareto_front
-from eqforge.evaluator.symbolic import SymbolicWorker
+from eqforge.evaluator.analysis import Entry, SymbolicWorker, analyse_run, pareto_front
+from eqforge.evaluator.analysis.laws import Law, group_laws, law_key
 
 SELECTIONS = ("best", "accuracy", "score")
 # Losses below this fraction of the target's variance are fitting noise (two exact laws differ

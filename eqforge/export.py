@@ -1,6 +1,6 @@
 """A fitted law as code the caller may run: numpy, JAX and PyTorch callables.
 
-The law comes from the program's AST (``evaluator.symbolic``), never from executing the
+The law comes from the program's AST (``evaluator.analysis``), never from executing the
 program, so these callables are safe to run in the caller's process. The skeleton keeps its
 constants as symbols and the fitted values are passed in at call time, which makes the
 numpy form bit-faithful to the fitted params, the JAX form differentiable in its
@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 
 from eqforge.errors import EqforgeError
-from eqforge.evaluator.symbolic import closed_form, input_symbols
+from eqforge.evaluator.analysis import closed_form, input_symbols
 
 
 class ExportError(EqforgeError, ValueError):

@@ -21,7 +21,9 @@ from sympy.printing.numpy import NumPyPrinter
 
 from eqforge.agents.loop import Guess
 from eqforge.errors import EqforgeError
-from eqforge.evaluator.symbolic import _TRUTH_NAMES, NotConvertible, parse_truth
+from eqforge.evaluator.analysis import NotConvertible, parse_truth
+from eqforge.evaluator.analysis.functions import _TRUTH_NAMES
+from eqforge.problems.entry import ENTRY
 from eqforge.problems.spec import ProblemSpec
 from eqforge.prompts.builder import signature
 
@@ -79,9 +81,9 @@ def _code_guess(code: str, spec: ProblemSpec, original: str) -> Guess:
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     if not defs:  # a body: `return ...`, maybe with assignments before it
         code = f"{signature(spec)}\n{textwrap.indent(code, '    ')}\n"
-    elif not any(d.name == "equation" for d in defs):
+    elif not any(d.name == ENTRY for d in defs):
         last = defs[-1].name  # the user named their function otherwise: that is the equation
-        code = re.sub(rf"\bdef {re.escape(last)}\(", "def equation(", code, count=1)
+        code = re.sub(rf"\bdef {re.escape(last)}\(", f"def {ENTRY}(", code, count=1)
     return Guess(code=code.rstrip() + "\n", text=original.strip())
 
 

@@ -89,7 +89,7 @@ class NotebookProgress(Progress):
 
 def render(s: RunStats, reason: str | None) -> str:
     """The status block: samples with a bar, valid share, best score and law, time."""
-    from eqforge.agents.live import equation_text
+    from eqforge.evaluator.analysis import equation_text
 
     e = html.escape
     done = f"{s.samples}/{s.budget}" if s.budget else str(s.samples)

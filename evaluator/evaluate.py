@@ -24,6 +24,7 @@ from eqforge.config import EvaluatorConfig
 from eqforge.evaluator import metrics
 from eqforge.evaluator.params import param_usage
 from eqforge.evaluator.roles import ANALYZE, DRIVER, PREDICT
+from eqforge.problems.entry import ENTRY
 from eqforge.problems.spec import SPLITS, Problem
 from eqforge.sandbox.messages import Job, Outcome, Setup, TrustedData
 from eqforge.sandbox.policy import Policy, check
@@ -188,7 +189,7 @@ class Evaluator:
         if params is not None:
             options["params"] = list(params)
         self._ids += 1
-        return Job(id=self._ids, program=code, entry="equation", runner=PREDICT, driver=DRIVER, options=options,
+        return Job(id=self._ids, program=code, entry=ENTRY, runner=PREDICT, driver=DRIVER, options=options,
                    timeout=self.config.timeout)
 
     def submit(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from eqforge.problems.entry import ENTRY
+
 
 @dataclass(frozen=True)
 class ParamUsage:
@@ -42,7 +44,7 @@ def _params_name(tree: ast.AST, entry: str, default: str) -> str:
     return default
 
 
-def param_usage(code: str, name: str = "params", entry: str = "equation") -> ParamUsage:
+def param_usage(code: str, name: str = "params", entry: str = ENTRY) -> ParamUsage:
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):

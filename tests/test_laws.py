@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eqforge.evaluator.laws import group_laws, law_key
-from eqforge.evaluator.symbolic import closed_form
+from eqforge.evaluator.analysis import closed_form
+from eqforge.evaluator.analysis.laws import group_laws, law_key
 
 NAMES = ["x", "v"]
 

@@ -8,8 +8,9 @@ import re
 
 from rich.console import Console
 
-from eqforge.agents.live import LiveProgress, equation_text
+from eqforge.agents.live import LiveProgress
 from eqforge.agents.progress import RunStats
+from eqforge.evaluator.analysis import equation_text
 
 PROGRAM = ("def equation(x, v, params):\n    return params[0]*np.sin(x) + params[1]*x*np.cos(x)"
            " + params[2]*x**3 + params[3]*v**3 + params[4]*x*v\n")
@@ -43,7 +44,7 @@ def _feed(view: LiveProgress, stats: RunStats) -> None:
 
 def test_live_view_into_a_captured_terminal() -> None:
     buf = io.StringIO()
-    view = LiveProgress(console=_console(buf), refresh_per_second=20)
+    view = LiveProgress(console=_console(buf), refresh_per_second=20, equation=equation_text)
     stats = RunStats(budget=24, max_seconds=600.0, max_cost=1.0, problem="oscillator1")
     _feed(view, stats)
     view.finish(stats, "budget")

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from eqforge.evaluator import symbolic
-from eqforge.evaluator.analysis import analyse_run
-from eqforge.evaluator.pareto import pareto_front
-from eqforge.evaluator.symbolic import (
+from eqforge.evaluator import analysis as symbolic
+from eqforge.evaluator.analysis import (
     SymbolicWorker,
+    analyse_run,
     closed_form,
     complexity,
     recovery,
     to_sympy,
 )
+from eqforge.evaluator.analysis import worker as symbolic_worker
+from eqforge.evaluator.analysis.pareto import pareto_front
 
 XV = ["x", "v"]
 TRUTH = "0.8*sin(x) - x*cos(x) - 0.2*x**3 - 0.5*v**3 - 0.5*x*v"
@@ -248,7 +249,7 @@ def _slow(seconds: float) -> str:
 @pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
                     reason="the test injects an operation into a forked helper")
 def test_worker_deadline_kills_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(symbolic._OPS, "slow", _slow)
+    monkeypatch.setitem(symbolic_worker._OPS, "slow", _slow)
     with SymbolicWorker() as worker:
         start = time.monotonic()
         assert worker.call("slow", 30.0, timeout=0.5) is None

@@ -26,7 +26,9 @@ from typing import Generic, TypeVar
 
 import sympy as sp
 
-from eqforge.evaluator.symbolic import ClosedForm, NotConvertible, complexity
+from eqforge.evaluator.analysis.closed_form import ClosedForm
+from eqforge.evaluator.analysis.complexity import complexity
+from eqforge.evaluator.analysis.functions import NotConvertible
 
 T = TypeVar("T")
 

@@ -15,8 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from eqforge.evaluator.pareto import pareto_front
-from eqforge.evaluator.symbolic import ClosedForm, Recovery, SymbolicWorker
+from eqforge.evaluator.analysis.closed_form import ClosedForm
+from eqforge.evaluator.analysis.pareto import pareto_front
+from eqforge.evaluator.analysis.recovery import Recovery
+from eqforge.evaluator.analysis.worker import SymbolicWorker
 
 log = logging.getLogger(__name__)
 

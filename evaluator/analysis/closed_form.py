@@ -1,0 +1,142 @@
+"""A program's closed form: skeleton, fitted constants, rounded display, complexity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from eqforge.evaluator.analysis.complexity import complexity
+from eqforge.evaluator.analysis.functions import SIG_DIGITS, NotConvertible
+from eqforge.evaluator.analysis.skeleton import to_sympy
+
+
+@dataclass
+class ClosedForm:
+    """A program's closed form, or why it has none."""
+
+    ok: bool
+    reason: str | None = None
+    detail: str = ""
+    skeleton: sp.Expr | None = None
+    fitted: sp.Expr | None = None  # constants substituted (full precision)
+    display: sp.Expr | None = None  # constants rounded to SIG_DIGITS for printing
+    constants: dict[str, float] = field(default_factory=dict)
+    complexity: int | None = None
+    simplified: bool = False
+
+    @property
+    def text(self) -> str:
+        return _sstr(self.display) if self.display is not None else ""
+
+    @property
+    def skeleton_text(self) -> str:
+        return _sstr(self.skeleton) if self.skeleton is not None else ""
+
+    @property
+    def latex(self) -> str:
+        return sp.latex(self.display) if self.display is not None else ""
+
+    @property
+    def skeleton_latex(self) -> str:
+        return sp.latex(self.skeleton) if self.skeleton is not None else ""
+
+    def mathml(self) -> str:
+        return sp.mathml(self.display, printer="presentation") if self.display is not None else ""
+
+    def to_json(self) -> dict[str, Any]:
+        if not self.ok:
+            return {"convertible": False, "reason": self.reason, "detail": self.detail}
+        return {
+            "convertible": True,
+            "equation": self.text,
+            "latex": self.latex,
+            "skeleton": self.skeleton_text,
+            "skeleton_latex": self.skeleton_latex,
+            "constants": self.constants,
+            "complexity": self.complexity,
+            "simplified": self.simplified,
+        }
+
+
+def _sstr(e: sp.Basic) -> str:
+    return sp.sstr(e, full_prec=False)
+
+
+def round_sig(value: float, digits: int = SIG_DIGITS) -> float:
+    if value == 0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def rounded(expr: sp.Expr, digits: int = SIG_DIGITS) -> sp.Expr:
+    """Floats rounded to ``digits`` significant digits; whole numbers become integers."""
+    repl: dict[sp.Basic, sp.Basic] = {}
+    for f in expr.atoms(sp.Float):
+        r = round_sig(float(f), digits)
+        repl[f] = sp.Integer(int(r)) if r.is_integer() and abs(r) < 1e15 else sp.Float(r)
+    return expr.xreplace(repl) if repl else expr
+
+
+def fill_constants(skeleton: sp.Expr, params: list[float] | None) -> tuple[sp.Expr,
+                                                                         dict[str, float]]:
+    consts = sorted((s for s in skeleton.free_symbols if _const_index(s) is not None),
+                    key=lambda s: _const_index(s) or 0)
+    values: dict[str, float] = {}
+    repl = {}
+    for s in consts:
+        i = _const_index(s)
+        assert i is not None
+        if params is None or i >= len(params) or params[i] is None:
+            continue
+        values[s.name.lstrip("_")] = float(params[i])
+        repl[s] = sp.Float(float(params[i]))
+    return skeleton.xreplace(repl), values
+
+
+def _const_index(s: sp.Basic) -> int | None:
+    name = getattr(s, "name", "")
+    core = name.lstrip("_")
+    if core.startswith("c") and core[1:].isdigit():
+        return int(core[1:])
+    return None
+
+
+def closed_form(code: str, input_names: list[str], params: list[float] | None = None, *,
+                simplify: bool = False) -> ClosedForm:
+    """Convert ``code`` (with fitted ``params``) in-process. ``simplify`` is unbounded in
+    time here; use ``SymbolicWorker`` for a deadline."""
+    try:
+        skeleton = to_sympy(code, input_names, n_params=len(params) if params else None)
+        cf = _finish(skeleton, params)
+    except NotConvertible as exc:
+        return ClosedForm(ok=False, reason=exc.reason, detail=exc.detail)
+    return simplified(cf, params) if simplify else cf
+
+
+def _finish(skeleton: sp.Expr, params: list[float] | None, *, was_simplified: bool = False,
+            ) -> ClosedForm:
+    fitted, consts = fill_constants(skeleton, params)
+    return ClosedForm(ok=True, skeleton=skeleton, fitted=fitted, display=rounded(fitted),
+                      constants=consts, complexity=complexity(skeleton),
+                      simplified=was_simplified)
+
+
+def simplified(cf: ClosedForm, params: list[float] | None) -> ClosedForm:
+    """``sympy.simplify`` of the skeleton, kept when it has fewer nodes than before.
+
+    Only the displayed form changes: ``complexity`` remains the node count of the program
+    as written, so it does not depend on whether simplification finished in time."""
+    if not cf.ok or cf.skeleton is None:
+        return cf
+    try:
+        s = sp.simplify(cf.skeleton)
+        if complexity(s) < (cf.complexity or 0):
+            out = _finish(s, params, was_simplified=True)
+            out.complexity = cf.complexity  # complexity stays that of the program as written
+            return out
+    except NotConvertible:
+        pass
+    return cf
