@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eqforge.agents.llm.base import LLMBackend, SamplingParams, WrappedBackend
+from eqforge.problems.entry import ENTRY
 from eqforge.prompts.prompt import Prompt
 
 TOOL_NAMES = ("describe_data", "analyze", "evaluate", "best_programs", "submit")
@@ -70,7 +71,7 @@ def parse_action(text: str) -> list[ToolCall]:
     matches = list(_ACTION.finditer(text))
     if not matches:
         block = _FENCE.search(text)
-        if block and re.search(r"^\s*def equation", block.group(1), re.M):
+        if block and re.search(rf"^\s*def {ENTRY}", block.group(1), re.M):
             return [ToolCall("submit", {"code": block.group(1)})]
         return []
     m = matches[-1]

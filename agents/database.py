@@ -97,7 +97,7 @@ class ProgramsDatabase:
         self.config = config
         self.rng = np.random.default_rng(seed)
         self.islands = [Island(config) for _ in range(config.islands)]
-        self.samples_since_reset = 0
+        self.reset_at = 0  # samples done at the last reset
         self.last_reset = time.monotonic()
 
     # -- registering ----------------------------------------------------------------------
@@ -128,18 +128,18 @@ class ProgramsDatabase:
 
     # -- resets ---------------------------------------------------------------------------
     def reset_due(self, samples_done: int) -> bool:
+        """Whether the worse half is due for a reset after ``samples_done`` samples: every
+        ``reset_period_samples`` (the default; a function of the records, so a replay or a
+        resume resets where the original did) or, if set, every ``reset_period_seconds``."""
         cfg = self.config
-        if cfg.reset_period_samples and self.samples_since_reset >= cfg.reset_period_samples:
+        if cfg.reset_period_samples and samples_done - self.reset_at >= cfg.reset_period_samples:
             return True
         return bool(
             cfg.reset_period_seconds
             and time.monotonic() - self.last_reset >= cfg.reset_period_seconds
         )
 
-    def note_sample(self) -> None:
-        self.samples_since_reset += 1
-
-    def reset_islands(self) -> list[tuple[int, str]]:
+    def reset_islands(self, samples_done: int = 0) -> list[tuple[int, str]]:
         """Reset the worse half; returns (island, founder id) pairs for the records."""
         best_scores = np.array(
             [isl.best.score if isl.best else -np.inf for isl in self.islands], dtype=np.float64
@@ -156,15 +156,16 @@ class ProgramsDatabase:
             if founder is not None:
                 self.islands[int(i)].register(founder)
                 events.append((int(i), founder.id))
-        self.samples_since_reset = 0
+        self.reset_at = samples_done
         self.last_reset = time.monotonic()
         return events
 
-    def apply_reset(self, events: list[tuple[int, str]], programs: dict[str, StoredProgram]) -> None:
+    def apply_reset(self, events: list[tuple[int, str]], programs: dict[str, StoredProgram],
+                    samples_done: int = 0) -> None:
         """Replay a recorded reset (used when resuming a run)."""
         for island, founder_id in events:
             self.islands[island] = Island(self.config)
             if founder_id in programs:
                 self.islands[island].register(programs[founder_id])
-        self.samples_since_reset = 0
+        self.reset_at = samples_done
         self.last_reset = time.monotonic()

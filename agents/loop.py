@@ -107,7 +107,7 @@ class DiscoveryLoop:
                 self.db.register(prog, None if rec.source == "seed" else rec.island)
             while resets and resets[0]["after_index"] <= rec.index:
                 ev = resets.pop(0)
-                self.db.apply_reset([tuple(x) for x in ev["islands"]], programs)
+                self.db.apply_reset([tuple(x) for x in ev["islands"]], programs, self.stats.samples)
         self.next_index = max((r.index for r in records), default=0) + 1
         self.hook.restore(events)
         self.seed_offset = max([self.next_index] + [r.seed + (r.choice or 0) + 1 - self.config.run.seed
@@ -170,7 +170,7 @@ class DiscoveryLoop:
                 self.reserved -= len(completions)
             await self.hook.after_batch()
             if self.db.reset_due(self.stats.samples) and self.stop_reason is None:
-                events = self.db.reset_islands()
+                events = self.db.reset_islands(self.stats.samples)
                 self.recorder.write_event({"type": "reset", "after_index": self.next_index - 1,
                                            "islands": events})
 

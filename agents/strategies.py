@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from eqforge.agents.database import StoredProgram
 from eqforge.agents.reflect import ReflectiveMemory
 from eqforge.evaluator.rundir import SampleRecord
+from eqforge.problems.entry import versioned
 from eqforge.prompts.anonymise import anonymise
 from eqforge.prompts.builder import Notes, ProgramRef, PromptBuilder, initial_program
 from eqforge.prompts.parsing import Extracted, extract_program
-from eqforge.prompts.prompt import Prompt
+from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 from eqforge.prompts.strategy import load_strategy
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPLETION_STOPS = ("\ndef ", "\nclass ", "\nif __name__")
 
 
 class StrategyHook:
@@ -80,7 +80,7 @@ class StrategyHook:
         failures = self.failures(island) if "failures" in blocks else ()
         residuals = ""
         if "residuals" in blocks and refs:
-            residuals = await self.residuals(refs[-1], f"equation_v{len(refs) - 1}")
+            residuals = await self.residuals(refs[-1], versioned(len(refs) - 1))
         memory = tuple(self.memory.items) if self.memory is not None else ()
         return Notes(failures=failures, residuals=residuals, memory=memory)
 

@@ -43,13 +43,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eqforge.agents.llm.base import COMPLETION_STOPS, SamplingParams
+from eqforge.agents.llm.base import SamplingParams
 from eqforge.agents.llm.local import LocalBackend, _Sample, _TransformersEngine, available_engines, resolve_model
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator.evaluate import Evaluator
 from eqforge.problems.registry import load_problem
 from eqforge.prompts.builder import ProgramRef, PromptBuilder, initial_program
 from eqforge.prompts.parsing import extract_program, normalize
+from eqforge.prompts.prompt import COMPLETION_STOPS
 
 ROOT = Path(__file__).resolve().parents[1]
 README_SAMPLES = 40  # the README's first command

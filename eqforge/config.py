@@ -34,12 +34,12 @@ class DatabaseConfig(_Frozen):
     cluster_temperature_init: float = Field(0.1, gt=0, description="initial temperature of the cluster draw")
     cluster_temperature_period: int = Field(
         30_000, ge=1, description="programs per island over which the cluster temperature decays")
-    reset_period_seconds: float | None = Field(
-        4 * 60 * 60, description="reset the worse half of islands this often (LLM-SR: 4 h)"
-    )
     reset_period_samples: int | None = Field(
-        None, description="or every this many samples (deterministic alternative)"
-    )
+        2500, ge=1, description="reset the worse half of the islands every this many samples "
+        "(reproducible: same seed and replay, same resets)")
+    reset_period_seconds: float | None = Field(
+        None, gt=0, description="or this often in wall-clock seconds, as LLM-SR does (14400: 4 h; "
+        "depends on speed, so runs are not reproducible)")
 
 
 class SamplerConfig(_Frozen):

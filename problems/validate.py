@@ -12,9 +12,10 @@ import keyword
 import numpy as np
 
 from eqforge.errors import ProblemError
+from eqforge.problems.entry import ENTRY
 
 # Names a program cannot use for a variable without shadowing something it needs.
-RESERVED = {"np", "numpy", "params", "math", "scipy", "equation"} | set(dir(builtins))
+RESERVED = {"np", "numpy", "params", "math", "scipy", ENTRY} | set(dir(builtins))
 
 
 def check_name(name: str, *, source: str, what: str = "column") -> None:

@@ -17,6 +17,7 @@ import textwrap
 from dataclasses import dataclass
 from string import Template
 
+from eqforge.problems.entry import ENTRY, versioned
 from eqforge.problems.spec import ProblemSpec
 from eqforge.prompts.prompt import Prompt
 from eqforge.prompts.strategy import load_strategy, strategy_template
@@ -43,7 +44,7 @@ class Notes:
 
 
 
-def signature(spec: ProblemSpec, name: str = "equation") -> str:
+def signature(spec: ProblemSpec, name: str = ENTRY) -> str:
     args = ", ".join(f"{v}: np.ndarray" for v in spec.input_names)
     return f"def {name}({args}, params: np.ndarray) -> np.ndarray:"
 
@@ -77,7 +78,7 @@ def initial_program(spec: ProblemSpec) -> str:
     return f"{signature(spec)}\n{_quote_docstring(docstring(spec))}\n{textwrap.indent(body, '    ')}\n"
 
 
-_DEF_RE = re.compile(r"^def equation\(", re.M)
+_DEF_RE = re.compile(rf"^def {ENTRY}\(", re.M)
 
 
 def _strip_docstring(code: str) -> str:
@@ -90,7 +91,7 @@ def _strip_docstring(code: str) -> str:
         return code
     lines = code.splitlines()
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "equation" and node.body:
+        if isinstance(node, ast.FunctionDef) and node.name == ENTRY and node.body:
             first = node.body[0]
             if (
                 isinstance(first, ast.Expr)
@@ -105,10 +106,10 @@ def _strip_docstring(code: str) -> str:
 def render_version(code: str, version: int, doc: str) -> str:
     """Rename ``equation`` to ``equation_v{version}`` and give it the versioned docstring."""
     code = _strip_docstring(code)
-    code = _DEF_RE.sub(f"def equation_v{version}(", code, count=1)
+    code = _DEF_RE.sub(f"def {versioned(version)}(", code, count=1)
     lines = code.splitlines()
     for i, line in enumerate(lines):
-        if line.startswith(f"def equation_v{version}("):
+        if line.startswith(f"def {versioned(version)}("):
             # The header may span several lines; insert after the line ending with ':'.
             j = i
             while not lines[j].rstrip().endswith(":") and j + 1 < len(lines):
@@ -146,14 +147,14 @@ class PromptBuilder:
         scores = "scores" in self.strategy.blocks
         parts = []
         for k, prog in enumerate(programs):
-            doc = doc0 if k == 0 else f"Improved version of `equation_v{k - 1}`."
+            doc = doc0 if k == 0 else f"Improved version of `{versioned(k - 1)}`."
             text = render_version(prog.code, k, doc)
             if scores:
                 text = score_line(k, prog.nmse) + text
             parts.append(text)
         version = len(programs)
-        next_doc = f"Improved version of `equation_v{version - 1}`." if version else doc0
-        next_header = f"{signature(self.spec, f'equation_v{version}')}\n{_quote_docstring(next_doc)}\n"
+        next_doc = f"Improved version of `{versioned(version - 1)}`." if version else doc0
+        next_header = f"{signature(self.spec, versioned(version))}\n{_quote_docstring(next_doc)}\n"
         extension = extend_body(programs[-1].code, self.max_params) if (
             self.strategy.extend and programs) else None
         if extension is not None:
@@ -166,7 +167,7 @@ class PromptBuilder:
         if extension is not None:
             completion = completion.rstrip("\n")  # the model continues the open expression
         user = self._template("extend_user" if extension is not None else "user").substitute(
-            program=completion.rstrip(), next_name=f"equation_v{version}",
+            program=completion.rstrip(), next_name=versioned(version),
             max_params=self.max_params, feedback=feedback,
         )
         messages = [
@@ -179,7 +180,7 @@ class PromptBuilder:
 
 def score_line(version: int, nmse: float | None) -> str:
     value = "not available" if nmse is None else f"{nmse:.4g}"
-    return f"# equation_v{version}: NMSE on the training data = {value} (lower is better)\n"
+    return f"# {versioned(version)}: NMSE on the training data = {value} (lower is better)\n"
 
 
 def render_notes(notes: Notes | None) -> str:
@@ -208,7 +209,7 @@ def extend_body(code: str, max_params: int) -> str | None:
 
     try:
         fn = next(n for n in ast.parse(code).body
-                  if isinstance(n, ast.FunctionDef) and n.name == "equation")
+                  if isinstance(n, ast.FunctionDef) and n.name == ENTRY)
     except (SyntaxError, StopIteration):
         return None
     body = list(fn.body)

@@ -20,10 +20,12 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from eqforge.problems.entry import ENTRY, versioned
 from eqforge.problems.spec import ProblemSpec
+from eqforge.prompts.prompt import BODY_ENDS
 
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_VERSION_RE = re.compile(r"^equation(?:_v(\d+))?$")
+_VERSION_RE = re.compile(rf"^{ENTRY}(?:_v(\d+))?$")
 _TAGS = r"(?:think|thinking|reasoning)"
 _TRACE_RE = re.compile(rf"<{_TAGS}>(.*?)</{_TAGS}>", re.S | re.I)
 _OPEN_RE = re.compile(rf"<{_TAGS}>", re.I)
@@ -96,7 +98,7 @@ def _body_to_function(body: str, header: str) -> str | None:
         if i > 0 and line.strip():
             if indented and not line[0].isspace():
                 break
-            if not indented and re.match(r"(def |class |```|if __name__)", line):
+            if not indented and line.startswith((*BODY_ENDS, "```")):
                 break
         kept.append(line)
     text = textwrap.indent(textwrap.dedent("\n".join(kept)), "    ")
@@ -113,7 +115,7 @@ def _select(tree: ast.Module, version: int | None) -> ast.FunctionDef | None:
         return None
     if version is not None:
         for f in eqs:
-            if f.name == f"equation_v{version}":
+            if f.name == versioned(version):
                 return f
     return eqs[-1]
 
@@ -138,10 +140,10 @@ def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None)
     if not text.strip():
         return Extracted(None, "parse:reasoning-only", f"the response is a reasoning trace ({len(trace)} "
                          "characters) with no answer after it; raise --max-tokens")
-    header = f"def equation({', '.join(spec.input_names)}, params):"
+    header = f"def {ENTRY}({', '.join(spec.input_names)}, params):"
     candidates = _code_blocks(text) or [text]
     # Prefer a block that defines an equation function.
-    candidates.sort(key=lambda b: 0 if re.search(r"^\s*def equation", b, re.M) else 1)
+    candidates.sort(key=lambda b: 0 if re.search(rf"^\s*def {ENTRY}", b, re.M) else 1)
     source = candidates[0]
     first = next((ln for ln in source.splitlines() if ln.strip()), "")
     if first[:1].isspace() or not re.search(r"^def \w+\s*\(", source, re.M):
@@ -162,7 +164,7 @@ def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None)
     tree = ast.parse(source)
     target = _select(tree, version)
     if target is None:
-        return Extracted(None, "parse:no-equation", "no function named equation or equation_vN")
+        return Extracted(None, "parse:no-equation", f"no function named {ENTRY} or {ENTRY}_vN")
     others = {f.name for f in _functions(tree) if _VERSION_RE.match(f.name)} - {target.name}
     for node in ast.walk(target):
         if isinstance(node, ast.Name) and _VERSION_RE.match(node.id) and node.id != target.name:
@@ -189,7 +191,7 @@ def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None)
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         chunk = "\n".join(lines[start - 1 : node.end_lineno])
         if node is target:
-            chunk = re.sub(rf"^def {target.name}\(", "def equation(", chunk, count=1)
+            chunk = re.sub(rf"^def {target.name}\(", f"def {ENTRY}(", chunk, count=1)
         chunks.append(chunk)
     code = "\n\n".join(chunks).rstrip() + "\n"
     if "import numpy as np" not in code:

@@ -11,6 +11,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from eqforge.problems.entry import versioned
+
+#: where a completion-style answer (the body of ``equation_vN``) ends: the next top-level
+#: statement that starts a definition. Backends send them as stop sequences and parsing cuts
+#: a completion at the same places; chat answers get none (a ``def`` starts their code block).
+COMPLETION_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__")
+#: the same boundaries as line starts, for reading a completion that ran past them
+BODY_ENDS: tuple[str, ...] = tuple(s.lstrip("\n") for s in COMPLETION_STOPS)
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -22,7 +31,7 @@ class Prompt:
 
     @property
     def next_name(self) -> str:
-        return f"equation_v{self.version}"
+        return versioned(self.version)
 
     @property
     def hash(self) -> str:

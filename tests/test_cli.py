@@ -99,3 +99,18 @@ def test_evaluate_llmsr_fitter_flag(tmp_path, llmsr_data):
                  "--programs", str(progs), "--out", str(out), "--fitter", "llmsr"]) == 0
     row = json.loads(out.read_text())
     assert row["ok"] and row["n_params"] == 10
+
+
+@pytest.mark.parametrize("style", ["completion", "chat"])
+def test_end_of_run_prints_the_whole_best_program(tmp_path, capsys, llmsr_data, style):
+    body = ("    restoring = params[0] * np.sin(x) + params[1] * x * np.cos(x) + params[2] * x**3\n"
+            "    damping = params[3] * v**3 + params[4] * x * v\n    return restoring + damping\n")
+    doc = '    """ Improved version of `equation_v0`.\n\n    Adds a cubic term.\n    """\n'
+    answer = doc + body if style == "completion" else f"```python\ndef equation_v1(x, v, params):\n{doc}{body}```"
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"response": answer}) + "\n")
+    assert main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", f"replay:{responses}",
+                 "--prompt-style", style, "--samples", "2", "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out.split("best program:\n", 1)[1].split("\nparams:", 1)[0]
+    assert printed == "def equation(x, v, params):\n" + doc + body.rstrip()

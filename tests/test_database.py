@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from eqforge.agents.database import ProgramsDatabase, StoredProgram
-from eqforge.config import DatabaseConfig
+from eqforge.cli import main
+from eqforge.config import Config, DatabaseConfig
+
+RESPONSES = Path(__file__).parent / "data" / "oscillator1_responses.jsonl"
 
 
 def prog(i: str, score: float, body: str = "return x") -> StoredProgram:
@@ -64,3 +70,25 @@ def test_temperature_decays_within_a_period():
     isl = db.islands[0]
     t = cfg.cluster_temperature_init * (1 - (isl.num_programs % 10) / 10)
     assert np.isclose(t, 0.01)
+
+
+def test_resets_follow_the_sample_count_by_default():
+    cfg = Config().database
+    assert cfg.reset_period_samples and cfg.reset_period_seconds is None
+    db = ProgramsDatabase(DatabaseConfig(reset_period_samples=5), seed=0)
+    assert not db.reset_due(4) and db.reset_due(5)
+    db.reset_islands(5)
+    assert not db.reset_due(9) and db.reset_due(10)
+
+
+def test_same_seed_and_replay_give_the_same_resets(tmp_path, llmsr_data):
+    def run(out):
+        assert main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", f"replay:{RESPONSES}",
+                     "--samples", "16", "--reset-period-samples", "4", "--islands", "4", "--workers", "1",
+                     "--out", str(out), "--quiet"]) == 0
+        return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+    first, again = run(tmp_path / "a"), run(tmp_path / "b")
+    resets = [e for e in first if e["type"] == "reset"]
+    assert len(resets) >= 3 and [e["after_index"] for e in resets] == sorted(e["after_index"] for e in resets)
+    assert again == first

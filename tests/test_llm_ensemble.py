@@ -9,13 +9,13 @@ from collections import Counter
 
 import pytest
 
-from eqforge.agents.llm.base import COMPLETION_STOPS, Completion, LLMBackend, SamplingParams
+from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.agents.llm.ensemble import EnsembleBackend
 from eqforge.agents.llm.registry import make_llm
 from eqforge.cli import main
 from eqforge.config import BackendConfig, LLMConfig
 from eqforge.errors import BackendError
-from eqforge.prompts.prompt import Prompt
+from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
 PROMPT = Prompt(completion="COMPLETION", messages=[{"role": "user", "content": "CHAT"}], version=1)
 

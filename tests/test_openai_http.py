@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -196,6 +197,24 @@ def test_empty_response_is_a_per_sample_reason(stub):
 def test_server_restart_mid_run_keeps_records_and_continues(stub, llmsr_data, tmp_path):
     stub.restart_after = 2
     stub.restart_pause = 0.3
+    # Deterministic restart: the server is down before the second answer is sent (so the run's
+    # next request meets a refused connection, however fast it is), and it counts the restart
+    # before it listens again (so no request can succeed before the count is 1).
+    handle, pause = stub._handle, stub.restart_pause
+
+    def handle_then_go_down(path, body):  # noqa: ANN001, ANN202
+        status, obj, restart = handle(path, body)
+        if restart:
+            stub.server.shutdown()  # stop accepting (the listener closes; this handler goes on)
+            stub.server.socket.close()
+        return status, obj, restart
+
+    def come_back() -> None:
+        time.sleep(pause)
+        stub.restarts += 1
+        stub._serve()
+
+    stub._handle, stub._restart = handle_then_go_down, come_back
     backend = {"spec": "openai-compatible", "base_url": stub.base_url, "model": "m", "backoff": 0.2, "max_retries": 5}
     config = Config().with_overrides({"run": {"samples": 16}, "sampler": {"concurrency": 1},
                                       "evaluator": {"workers": 1}, "llm": {"backends": [backend]}})

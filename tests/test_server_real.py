@@ -82,11 +82,12 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def test_openai_compatible_backend_against_llama_cpp_server(server, llmsr_data):
-    from eqforge.agents.llm.base import COMPLETION_STOPS, SamplingParams
+    from eqforge.agents.llm.base import SamplingParams
     from eqforge.agents.llm.openai_backend import OpenAIBackend
     from eqforge.problems.registry import load_problem
     from eqforge.prompts.builder import ProgramRef, PromptBuilder, initial_program
     from eqforge.prompts.parsing import extract_program
+    from eqforge.prompts.prompt import COMPLETION_STOPS
 
     problem = load_problem("oscillator1", data=llmsr_data / "oscillator1")
     prompt = PromptBuilder(problem.spec).build([ProgramRef("seed", initial_program(problem.spec))])

@@ -18,9 +18,6 @@ from eqforge.prompts.prompt import Prompt
 
 PromptStyle = Literal["chat", "completion"]
 
-#: where a completion-style answer (the body of ``equation_vN``) ends: the next top-level
-#: definition. Chat answers get no stop sequences (a ``def`` starts their code block).
-COMPLETION_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__")
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,12 @@ import random
 from dataclasses import replace
 
 from eqforge.agents.llm.base import (
-    COMPLETION_STOPS,
     Completion,
     LLMBackend,
     SamplingParams,
 )
 from eqforge.errors import BackendError
-from eqforge.prompts.prompt import Prompt
+from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
 
 class EnsembleBackend(LLMBackend):

@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from eqforge.agents.llm.base import COMPLETION_STOPS, Completion, LLMBackend, PromptStyle, SamplingParams
+from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams
 from eqforge.agents.llm.capabilities import (
     DEFAULT_REASONING_HEADROOM,
     capabilities_for,
@@ -35,7 +35,7 @@ from eqforge.agents.llm.capabilities import (
 )
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
 from eqforge.errors import BackendError
-from eqforge.prompts.prompt import Prompt
+from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,12 @@ import numpy as np
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.errors import BackendError
+from eqforge.problems.entry import ENTRY, versioned
 from eqforge.prompts.prompt import Prompt
 
 DEFAULT_TERMS = (2, 6)
-_HEADER = re.compile(r"def equation_v(\d+)\(([^)]*)\)")
-_PLAIN = re.compile(r"def equation\(([^)]*\bparams\b[^)]*)\)")
+_HEADER = re.compile(rf"def {ENTRY}_v(\d+)\(([^)]*)\)")
+_PLAIN = re.compile(rf"def {ENTRY}\(([^)]*\bparams\b[^)]*)\)")
 _MAX_PARAMS = re.compile(r"MAX_NPARAMS\s*=\s*(\d+)")
 _AT_MOST = re.compile(r"at most (\d+) (?:constants|of them|params)")
 _UNARY = ("{u}", "{u}**2", "{u}**3", "{u}**-1", "np.sin({u})", "np.cos({u})", "np.exp({u})",
@@ -65,11 +66,11 @@ def prompt_signature(prompt: Prompt) -> tuple[str, list[str], int | None]:
     text = "\n".join([prompt.completion or "", *(str(m.get("content") or "") for m in prompt.messages)])
     headers = [m for m in _HEADER.finditer(text) if int(m.group(1)) == prompt.version]
     if headers:
-        name, args_text = f"equation_v{prompt.version}", headers[-1].group(2)
+        name, args_text = versioned(prompt.version), headers[-1].group(2)
     else:
         plain = list(_PLAIN.finditer(text))
         if not plain:
-            raise BackendError(f"terms: the prompt shows no function header to answer (equation_v{prompt.version})")
+            raise BackendError(f"terms: the prompt shows no function header to answer ({versioned(prompt.version)})")
         name, args_text = "equation", plain[-1].group(1)
     args = [a.split(":")[0].strip() for a in args_text.split(",")]
     inputs = [a for a in args if a and a != "params"]
