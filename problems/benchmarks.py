@@ -75,8 +75,8 @@ def load_benchmark(ref: str) -> Problem:
 
 def load_llmsr(directory: str | Path, name: str | None = None) -> Problem:
     """An LLM-SR data folder, with the built-in definition of the problem it belongs to."""
+    from eqforge.problems.builtin import builtin_spec, builtin_spec_names
     from eqforge.problems.io import load_data_dir
-    from eqforge.problems.registry import builtin_spec, builtin_spec_names
 
     d = Path(directory).expanduser()
     if not d.is_dir():

@@ -25,9 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from eqforge.problems.builtin import builtin_spec, register_generator
 from eqforge.problems.feynman import BY_NAME, EQUATIONS, Equation
 from eqforge.problems.feynman_suites import DESCRIPTIONS, INT, LOG, LOGPM, OVERRIDES, SUITE_TITLES, SUITES, PubEquation
-from eqforge.problems.registry import builtin_spec, register_generator
 from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
 
 FEYNMAN_ROWS = {"train": 1000, "test_id": 250, "test_ood": 250}

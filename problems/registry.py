@@ -11,23 +11,14 @@ definitions that carry no data of their own (LLM-SR's four problems) read it fro
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 from eqforge.errors import ProblemError
-from eqforge.problems.io import load_data_dir, load_problem_dir, read_spec
-from eqforge.problems.spec import Problem, ProblemSpec
-
-# Generators for built-in problems whose data the package makes itself; filled by
-# ``problems.library`` (issue: built-in library) via ``register_generator``.
-_GENERATORS: dict[str, Callable[[int], Problem]] = {}
-_GENERATOR_INFO: dict[str, str] = {}
-
-
-def register_generator(name: str, make: Callable[[int], Problem], summary: str = "") -> None:
-    _GENERATORS[name] = make
-    _GENERATOR_INFO[name] = summary
+from eqforge.problems.builtin import GENERATOR_INFO as _GENERATOR_INFO
+from eqforge.problems.builtin import GENERATORS as _GENERATORS
+from eqforge.problems.builtin import builtin_spec, builtin_spec_names
+from eqforge.problems.io import load_data_dir, load_problem_dir
+from eqforge.problems.spec import Problem
 
 
 def _load_library() -> None:
@@ -36,19 +27,6 @@ def _load_library() -> None:
     except ModuleNotFoundError as exc:  # pragma: no cover - only in a stripped-down install
         if exc.name != "eqforge.problems.library":
             raise
-
-
-def builtin_spec_names() -> list[str]:
-    root = resources.files("eqforge.problems") / "builtin"
-    return sorted(p.name[: -len(".toml")] for p in root.iterdir() if p.name.endswith(".toml"))
-
-
-def builtin_spec(name: str) -> ProblemSpec | None:
-    path = resources.files("eqforge.problems") / "builtin" / f"{name}.toml"
-    if not path.is_file():
-        return None
-    with resources.as_file(path) as real:
-        return read_spec(Path(real))
 
 
 def list_problems() -> dict[str, str]:
