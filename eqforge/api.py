@@ -8,7 +8,6 @@ where an event loop already runs (a notebook cell) as in a script; ``adiscover``
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from eqforge.aio import run_sync
 from eqforge.config import BackendConfig, Config
 from eqforge.errors import BackendError, EqforgeError
 from eqforge.evaluator.analysis import enrich_summary
-from eqforge.evaluator.evaluate import EvalResult, Evaluator
+from eqforge.evaluator.evaluate import EVALUATE_FIELDS, EvalResult, Evaluator, evaluate_file  # noqa: F401
 from eqforge.evaluator.rundir import RunDir
 from eqforge.problems.registry import load_problem
 from eqforge.problems.spec import Problem
@@ -212,34 +211,5 @@ def _analysed(loop: DiscoveryLoop, problem: Problem, recorder: RunDir) -> dict[s
     return summary
 
 
-#: what ``eqforge evaluate`` writes of each program's EvalResult
-EVALUATE_FIELDS = {"ok", "error", "detail", "score", "params", "n_params", "nmse", "metrics", "seconds"}
-
-
-def evaluate_file(
-    problem: Problem, programs: Path, out: Path, config: Config | None = None
-) -> list[dict[str, Any]]:
-    """Score ``{"id", "code"}`` lines of ``programs``; write one result line each to ``out``."""
-    config = config or Config()
-    items = []
-    for i, line in enumerate(programs.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EqforgeError(f"{programs}: line {i} is not JSON ({exc.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("code"), str):
-            raise EqforgeError(f"{programs}: line {i} needs a string field 'code'")
-        items.append((obj.get("id", str(i)), obj["code"]))
-    rows = []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with Evaluator(problem, config.evaluator) as ev, out.open("w", encoding="utf-8") as fh:
-        futures = [(pid, ev.submit(code, seed=config.run.seed)) for pid, code in items]
-        for pid, fut in futures:
-            res: EvalResult = fut.result()
-            row = {"id": pid, **res.model_dump(include=EVALUATE_FIELDS)}
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            rows.append(row)
-    return rows
+# ``evaluate_file`` lives beside the Evaluator so that ``eqforge evaluate`` imports neither
+# the search nor the analysis (seconds of start-up per command); re-exported here.

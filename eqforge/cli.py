@@ -198,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from eqforge.evaluator.roles import prestart
 
     prestart(given(args, "evaluator").get("workers"))  # the sandbox starts while the rest is imported and loaded
-    from eqforge.api import evaluate_file
+    from eqforge.evaluator.evaluate import evaluate_file
     from eqforge.problems.registry import load_problem
 
     config = _config_from(args)

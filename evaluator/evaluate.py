@@ -12,15 +12,18 @@ predictions and targets no candidate process ever held.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from eqforge.config import EvaluatorConfig
+from eqforge.config import Config, EvaluatorConfig
+from eqforge.errors import EqforgeError
 from eqforge.evaluator import metrics
 from eqforge.evaluator.params import param_usage
 from eqforge.evaluator.roles import ANALYZE, DRIVER, PREDICT
@@ -242,3 +245,36 @@ def evaluate_programs(problem: Problem, codes: list[str], config: EvaluatorConfi
         out = ev.evaluate_many(codes)
     _ = start
     return out
+
+
+#: what ``eqforge evaluate`` writes of each program's EvalResult
+EVALUATE_FIELDS = {"ok", "error", "detail", "score", "params", "n_params", "nmse", "metrics", "seconds"}
+
+
+def evaluate_file(
+    problem: Problem, programs: Path, out: Path, config: Config | None = None
+) -> list[dict[str, Any]]:
+    """Score ``{"id", "code"}`` lines of ``programs``; write one result line each to ``out``."""
+    config = config or Config()
+    items = []
+    for i, line in enumerate(programs.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EqforgeError(f"{programs}: line {i} is not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("code"), str):
+            raise EqforgeError(f"{programs}: line {i} needs a string field 'code'")
+        items.append((obj.get("id", str(i)), obj["code"]))
+    rows = []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with Evaluator(problem, config.evaluator) as ev, out.open("w", encoding="utf-8") as fh:
+        futures = [(pid, ev.submit(code, seed=config.run.seed)) for pid, code in items]
+        for pid, fut in futures:
+            res: EvalResult = fut.result()
+            row = {"id": pid, **res.model_dump(include=EVALUATE_FIELDS)}
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            rows.append(row)
+    return rows
