@@ -5,10 +5,11 @@ path ends in ``Problem(...)`` so the checks in
 ``problems.validate`` apply, and all of them share the same steps:
 
 1. column labels become safe Python names (``"Angle (rad)"`` -> ``Angle_rad``), the original
-   kept as the variable's ``label``;
+   kept as the variable's ``label`` (``problems.naming``);
 2. the rows are split into ``train`` / ``test_id`` / ``test_ood``: the rows at the extreme
    (high) end of one variable are held out as out-of-domain, the rest are split at random;
-   the method, fractions and seed are recorded under ``[split]`` in ``problem.toml``;
+   the method, fractions and seed are recorded under ``[split]`` in ``problem.toml``
+   (``problems.splitting``);
 3. optionally an LLM drafts per-variable descriptions and units from the user's paragraph,
    the column names and summary statistics. The draft only fills in descriptions and units
    of the columns that exist: a column the model invents is ignored, a column it leaves out
@@ -21,10 +22,6 @@ makes one from a backend); the question and the reading of its answer are in
 
 from __future__ import annotations
 
-import keyword
-import math
-import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,157 +30,10 @@ import numpy as np
 
 from eqforge.errors import ProblemError
 from eqforge.problems.drafting import draft_variables
+from eqforge.problems.naming import make_variable, safe_names
 from eqforge.problems.spec import Problem, ProblemSpec, Split, Variable
-from eqforge.problems.validate import RESERVED, check_arrays
-
-DEFAULT_TEST_FRACTION = 0.2
-DEFAULT_OOD_FRACTION = 0.1
-
-# ---------------------------------------------------------------------------------------
-# Safe names
-# ---------------------------------------------------------------------------------------
-
-_SYMBOLS = {"°": "deg", "%": "pct", "µ": "mu", "Å": "angstrom", "²": "2", "³": "3", "/": "_per_",
-            "+": "_plus_", "#": "num"}
-
-
-def _ascii_word(ch: str) -> str:
-    if ch in _SYMBOLS:
-        return _SYMBOLS[ch]
-    if ch.isascii():
-        return ch
-    decomposed = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-    if decomposed:
-        return decomposed
-    uname = unicodedata.name(ch, "")
-    m = re.match(r"GREEK (SMALL|CAPITAL) LETTER (\w+)", uname)
-    if m:
-        word = m.group(2).lower()
-        return f"_{word if m.group(1) == 'SMALL' else word.capitalize()}_"
-    return "_"
-
-
-def safe_name(label: str, taken: set[str] | None = None) -> str:
-    """A valid, non-reserved, unused Python identifier for a column label.
-
-    A trailing unit in brackets is left out (it is kept as the variable's unit):
-    ``"Angle (rad)"`` -> ``Angle``, ``"ω [rad/s]"`` -> ``omega``, ``"2nd"`` -> ``var_2nd``,
-    ``"lambda"`` -> ``lambda_``, ``"Δx"`` -> ``Delta_x``; ``taken`` names get a ``_2``,
-    ``_3`` ... suffix.
-    """
-    base, unit = label_defaults(str(label))
-    text = "".join(_ascii_word(ch) for ch in (base if unit else str(label)).strip())
-    name = re.sub(r"[^0-9A-Za-z_]+", "_", text)
-    name = re.sub(r"_+", "_", name).strip("_") or "var"
-    if name[0].isdigit():
-        name = f"var_{name}"
-    if keyword.iskeyword(name) or name in RESERVED:
-        name = f"{name}_"
-    taken = taken if taken is not None else set()
-    base, k = name, 2
-    while name in taken:
-        name = f"{base}_{k}"
-        k += 1
-    taken.add(name)
-    return name
-
-
-def safe_names(labels: Sequence[str]) -> list[str]:
-    """``safe_name`` for each label; names that are already fine are kept first."""
-    labels = [str(x) for x in labels]
-    taken: set[str] = set()
-    out: list[str | None] = [None] * len(labels)
-    # Labels that are already good names keep them, so "x" never becomes "x_2".
-    for i, lab in enumerate(labels):
-        if lab == safe_name(lab, set()) and lab not in taken:
-            out[i] = lab
-            taken.add(lab)
-    for i, lab in enumerate(labels):
-        if out[i] is None:
-            out[i] = safe_name(lab, taken)
-    return [str(n) for n in out]
-
-
-_UNIT_RE = re.compile(r"^(.*?)\s*[\(\[]\s*([^\)\]]+?)\s*[\)\]]\s*$")
-
-
-def label_defaults(label: str) -> tuple[str, str | None]:
-    """Description and unit read off a column label: ``"Angle (rad)"`` -> (``Angle``, ``rad``)."""
-    m = _UNIT_RE.match(label.strip())
-    if m and m.group(1):
-        return m.group(1).strip(), m.group(2).strip()
-    return label.strip(), None
-
-
-def make_variable(name: str, label: str, description: str | None = None, unit: str | None = None) -> Variable:
-    """A variable whose defaults come from its column label when it was renamed."""
-    desc0, unit0 = label_defaults(label) if label != name else ("", None)
-    return Variable(
-        name=name,
-        description=description if description is not None else desc0,
-        unit=unit if unit is not None else unit0,
-        label=label if label != name else None,
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Splitting
-# ---------------------------------------------------------------------------------------
-
-
-def _fraction(value: float | None, default: float, what: str) -> float:
-    f = default if value is None else float(value)
-    if not (0.0 <= f < 1.0) or math.isnan(f):
-        raise ProblemError(f"{what} must be at least 0 and below 1, got {value!r}")
-    return f
-
-
-def split_rows(
-    column: np.ndarray | None,
-    n: int,
-    *,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-    ood_fraction: float = DEFAULT_OOD_FRACTION,
-    ood_side: str = "high",
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Row indices per split: the ``ood_fraction`` rows at the ``ood_side`` end of ``column``
-    are ``test_ood``; ``test_fraction`` of all rows, drawn at random from the rest, are
-    ``test_id``; the remainder is ``train``. Indices stay in their original order."""
-    test_fraction = _fraction(test_fraction, DEFAULT_TEST_FRACTION, "the test fraction")
-    ood_fraction = _fraction(ood_fraction, DEFAULT_OOD_FRACTION, "the OOD fraction")
-    if test_fraction + ood_fraction >= 1.0:
-        raise ProblemError(
-            f"test fraction {test_fraction} + OOD fraction {ood_fraction} leave no training rows"
-        )
-    idx = np.arange(n)
-    ood = np.array([], dtype=int)
-    if ood_fraction > 0 and column is not None:
-        n_ood = max(1, int(round(ood_fraction * n)))
-        key = np.asarray(column, dtype=float)
-        if ood_side == "low":
-            order = np.argsort(key, kind="stable")
-        elif ood_side == "high":
-            order = np.argsort(-key, kind="stable")
-        elif ood_side == "both":
-            centre = np.median(key)
-            order = np.argsort(-np.abs(key - centre), kind="stable")
-        else:
-            raise ProblemError(f"ood side must be 'high', 'low' or 'both', got {ood_side!r}")
-        ood = np.sort(order[:n_ood])
-    rest = np.setdiff1d(idx, ood)
-    rng = np.random.default_rng(seed)
-    n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
-    n_test = min(n_test, max(len(rest) - 1, 0))
-    test = np.sort(rng.permutation(rest)[:n_test]) if n_test else np.array([], dtype=int)
-    train = np.setdiff1d(rest, test)
-    out = {"train": train}
-    if len(test):
-        out["test_id"] = test
-    if len(ood):
-        out["test_ood"] = ood
-    return out
-
+from eqforge.problems.splitting import DEFAULT_OOD_FRACTION, DEFAULT_TEST_FRACTION, _fraction, split_rows
+from eqforge.problems.validate import check_arrays
 
 # ---------------------------------------------------------------------------------------
 # Building problems from in-memory data

@@ -221,7 +221,7 @@ def _rename_expression(expr: str, mapping: dict[str, str]) -> str:
 
 def load_lsrbench(path: str | Path, name: str) -> Problem:
     """One LLM-SRBench problem from a local copy of the dataset."""
-    from eqforge.problems.authoring import safe_names
+    from eqforge.problems.naming import safe_names
 
     h5py = _h5py()
     h5file = _hdf5_path(path)

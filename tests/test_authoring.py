@@ -17,8 +17,9 @@ from eqforge.cli import main
 from eqforge.cli import scaffold_from_args as scaffold_from_cli
 from eqforge.errors import ProblemError
 from eqforge.problems import load_problem
-from eqforge.problems.authoring import safe_names, scaffold
+from eqforge.problems.authoring import scaffold
 from eqforge.problems.drafting import parse_draft
+from eqforge.problems.naming import safe_names
 
 HEADER = ["Angle (rad)", "ω [rad/s]", "Length (m)", "2nd", "lambda", "Angular acc. (rad/s²)"]
 DESCRIBE = ('A pendulum with air drag; I measured angle, angular velocity and length.\n'
