@@ -656,6 +656,7 @@ class LocalBackend(LLMBackend):
         self._lock = threading.Lock()
         self._aload: asyncio.Lock | None = None
         self.load_seconds: float | None = None
+        self.load_source: str | None = None
         self.gen_seconds = 0.0
         self.gen_tokens = 0
         self.samples = 0
@@ -666,6 +667,8 @@ class LocalBackend(LLMBackend):
             "prompt_style_reason": self.style_reason, "default_model": self.default,
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
         }
+        if self.load_source:
+            d["loaded_from"] = self.load_source  # gguf (converted now), snapshot or folder
         if self.gen_seconds > 0:
             d["tokens_per_second"] = round(self.gen_tokens / self.gen_seconds, 2)
             d["seconds_per_sample"] = round(self.gen_seconds / max(1, self.samples), 2)
@@ -677,8 +680,10 @@ class LocalBackend(LLMBackend):
             if self._engine is not None:
                 return
             t0 = time.perf_counter()
+            first = (self.engine_name == "transformers" and self.path.is_file()
+                     and not (snapshot_dir(self.path) / ".complete").is_file())
             log.info("loading %s with %s%s", self.path.name, self.engine_name,
-                     " (about a minute: weights are de-quantised)" if self.engine_name == "transformers" else "")
+                     " (the first time: weights are de-quantised once and kept)" if first else "")
             try:
                 if self.engine_name == "llama-cpp":
                     self._engine = _LlamaCppEngine(self.path, n_ctx=self.n_ctx, threads=self.threads, seed=0)
@@ -692,6 +697,7 @@ class LocalBackend(LLMBackend):
                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
                                    ) from None
             self.load_seconds = time.perf_counter() - t0
+            self.load_source = getattr(self._engine, "source", None)
             log.info("loaded %s in %.1f s", self.path.name, self.load_seconds)
 
     def _generate_sync(self, prompt: Prompt, sampling: SamplingParams) -> list[_Sample]:
