@@ -316,8 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"model": str(path), "args": vars(args), "loadavg_before": os.getloadavg()}
     install = measure_install() if args.install else None
     report["install"] = install
+    if install:
+        print(f"install: {install['install_seconds']} s (ok: {install['ok']})", flush=True)
     loads = measure_loads(path, args.threads) if args.loads else {}
     report["loads"] = loads
+
+    # the sandbox pool starts before the model loads: its start-up does not compete with
+    # the load, and the first measured evaluation does not pay for it
+    problem = load_problem("oscillator1", data=args.data)
+    ev = Evaluator(problem, EvaluatorConfig(workers=1))
+    warm = asyncio.run(ev.evaluate(initial_program(problem.spec), seed=args.seed))
+    print(f"sandbox ready (seed program ok: {warm.ok})", flush=True)
 
     engines: dict[str, Any] = {}
     load_of: dict[str, float | None] = {}
@@ -334,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         engines["llama-cpp"] = b._engine
         load_of["llama-cpp"] = round(b.load_seconds or 0.0, 1)
     engines = {n: engines[n] for n in names if n in engines}
-    problem = load_problem("oscillator1", data=args.data)
-    with Evaluator(problem, EvaluatorConfig(workers=1)) as ev:
+    with ev:
         stats = asyncio.run(compare(engines, problem, args.samples, args.per_prompt, args.temperature,
                                     args.max_tokens, args.seed, ev))
     inst = install["install_seconds"] if install else None
