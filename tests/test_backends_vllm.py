@@ -109,13 +109,14 @@ sys.path.insert(0, root)
 import eqforge
 eqforge.__path__.append(root)  # the checkout's package-dir layout: eqforge.agents -> root/agents, ...
 from eqforge.agents.llm.base import SamplingParams
-from eqforge.agents.llm.registry import BackendOptions, make_backend
+from eqforge.agents.llm.registry import make_backend
+from eqforge.config import BackendConfig
 from eqforge.prompts.prompt import Prompt
 
 prompt = Prompt(completion='import numpy as np\n\ndef equation_v0(x, v, params):\n    # acceleration\n',
                 messages=[{"role": "user", "content": "Write equation(x, v, params) in Python."}], version=0)
-b = make_backend("vllm:" + model, BackendOptions(extra={"max_model_len": 1024, "dtype": dtype,
-                                                         "enforce_eager": True}))
+b = make_backend(BackendConfig(spec="vllm:" + model, engine_args={"max_model_len": 1024, "dtype": dtype,
+                                                                 "enforce_eager": True}))
 out = {"style": b.prompt_style}
 b.load()
 out["load_seconds"] = b.load_seconds
