@@ -230,7 +230,8 @@ def _sample(engine: Any, prompt, sp: SamplingParams) -> list[_Sample]:  # noqa: 
 async def compare(engines: dict[str, Any], problem, samples: int, per_prompt: int, temperature: float,  # noqa: ANN001
                   max_tokens: int, seed: int, ev: Evaluator) -> dict[str, dict]:
     prompts = build_prompts(problem, "llmsr")
-    stats = {name: {"rows": [], "gen_seconds": 0.0, "gen_cpu": 0.0, "eval_seconds": 0.0} for name in engines}
+    stats = {name: {"rows": [], "rounds": [], "gen_seconds": 0.0, "gen_cpu": 0.0, "eval_seconds": 0.0}
+             for name in engines}
     names = list(engines)
     k = 0
     while len(stats[names[0]]["rows"]) < samples:
@@ -249,6 +250,11 @@ async def compare(engines: dict[str, Any], problem, samples: int, per_prompt: in
             st["gen_cpu"] += dc
             st["eval_seconds"] += time.perf_counter() - t
             st["rows"] += rows
+            # a round's cost depends on its longest row (the baseline's decode steps) and on
+            # all its tokens (this engine's): kept per round to compare cost per step
+            st["rounds"].append({"round": k, "seconds": round(dt, 2), "cpu": round(dc, 2),
+                                 "tokens": sum(r["tokens"] or 0 for r in rows),
+                                 "longest": max((r["tokens"] or 0) for r in rows)})
             print(f"round {k} {name}: {dt:.1f} s ({dc:.1f} s CPU), {sum(r['tokens'] or 0 for r in rows)} tokens, "
                   f"{sum(r['ok'] for r in rows)}/{len(rows)} valid (load average {os.getloadavg()[0]:.1f})",
                   flush=True)
@@ -285,6 +291,9 @@ def summarise(name: str, st: dict, load: float | None, later_load: float | None,
         # a later run: the model already installed and converted
         "later_run_seconds_per_valid": first_command(later_load if later_load is not None else load),
         "length_stops": sum(r["finish"] == "length" for r in rows),
+        # CPU per decode step (a round's longest row) and per generated token
+        "cpu_per_step": round(st["gen_cpu"] / max(1, sum(x["longest"] for x in st["rounds"])), 3),
+        "cpu_per_token": round(st["gen_cpu"] / max(1, tokens), 3),
         "new_structure_share": round(sum(r.get("new_structure", False) for r in rows if r["ok"]) / valid, 3)
         if valid else None,
         "failures": {e: sum(1 for r in rows if r["error"] == e) for e in {r["error"] for r in rows if r["error"]}},
@@ -360,12 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         if base and base["cpu_seconds_per_valid"] and r["cpu_seconds_per_valid"]:
             r["cpu_speedup_vs_baseline"] = round(base["cpu_seconds_per_valid"] / r["cpu_seconds_per_valid"], 2)
     report.update(loadavg_after=os.getloadavg(), results=table,
-                  rows={n: st["rows"] for n, st in stats.items()})
+                  rows={n: st["rows"] for n, st in stats.items()},
+                  rounds={n: st["rounds"] for n, st in stats.items()})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     cols = ["engine", "valid", "samples", "tokens_per_second", "seconds_per_sample", "cpu_seconds_per_sample",
-            "length_stops", "cpu_seconds_per_valid",
+            "length_stops", "cpu_per_step", "cpu_per_token", "cpu_seconds_per_valid",
             "seconds_per_valid", "valid_per_minute", "speedup_vs_baseline", "cpu_speedup_vs_baseline",
             "load_seconds", "install_seconds",
             "first_command_seconds_per_valid", "later_run_seconds_per_valid"]
