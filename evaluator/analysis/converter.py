@@ -34,7 +34,46 @@ from eqforge.evaluator.analysis.functions import (
     _qualified,
     _Return,
     _slice_params,
+    bounded,
 )
+
+#: env key of the names whose object another name (or the caller) may also hold
+SHARED = "\x00shared"
+#: calls that may hand back their argument itself (numpy views, helpers returning a parameter)
+_PASSTHROUGH = frozenset({"asarray", "asanyarray", "float64", "float32", "positive", "real"})
+
+
+def shared_names(env: dict[str, Any]) -> set[str]:
+    """The set of possibly aliased names of a scope (created on first use)."""
+    names = env.get(SHARED)
+    if not isinstance(names, set):
+        names = set()
+        env[SHARED] = names
+    return names
+
+
+def _alias_sources(node: ast.expr) -> set[str]:
+    """Names whose object an assigned value may *be* (not a new value computed from them):
+    ``b = a``, ``b = np.asarray(a)``, ``b = t[0]``, ``b = f(a)`` for a helper ``f``.
+    Arithmetic makes a new object, so ``b = a * 2`` aliases nothing."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Tuple | ast.List):
+        return set().union(*(_alias_sources(e) for e in node.elts)) if node.elts else set()
+    if isinstance(node, ast.IfExp):
+        return _alias_sources(node.body) | _alias_sources(node.orelse)
+    if isinstance(node, ast.Subscript | ast.Starred):
+        return _alias_sources(node.value)
+    if isinstance(node, ast.Call):
+        fn = node.func
+        attr = fn.attr if isinstance(fn, ast.Attribute) else None
+        if attr is not None and attr not in _PASSTHROUGH:
+            return set()  # np.sin(a), np.exp(a): new arrays
+        out: set[str] = set()
+        for a in node.args:
+            out |= _alias_sources(a)
+        return out
+    return set()
 
 
 class _Converter:
@@ -82,14 +121,21 @@ class _Converter:
             raise _Return(self.expr(node.value, env))
         if isinstance(node, ast.Assign):
             value = self.expr(node.value, env)
+            self.track_aliases(node.targets, node.value, env)
             for target in node.targets:
                 self.assign(target, value, env)
         elif isinstance(node, ast.AnnAssign):
             if node.value is not None:
+                self.track_aliases([node.target], node.value, env)
                 self.assign(node.target, self.expr(node.value, env), env)
         elif isinstance(node, ast.AugAssign):
             if not isinstance(node.target, ast.Name):
                 raise NotConvertible("assignment", "augmented assignment into an element")
+            if node.target.id in shared_names(env):
+                raise NotConvertible(
+                    "aliasing", f"in-place {type(node.op).__name__} on {node.target.id!r}, which "
+                    "another name (or the caller) may hold too: numpy updates every holder of an "
+                    "array, Python rebinds a number, and the program does not say which it is")
             current = self.name(node.target.id, env)
             env[node.target.id] = self.binop(node.op, current, self.expr(node.value, env))
         elif isinstance(node, ast.Expr):
@@ -121,6 +167,17 @@ class _Converter:
             raise NotConvertible("loop", "a loop")
         else:
             raise NotConvertible("unsupported", f"{type(node).__name__} statement")
+
+    def track_aliases(self, targets: list[ast.expr], value: ast.expr,
+                      env: dict[str, Any]) -> None:
+        """Mark names that may share one object after this assignment (see ``SHARED``)."""
+        shared = shared_names(env)
+        names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        sources = {n for n in _alias_sources(value) if n in env or n in shared}
+        if sources or len(targets) > 1 or any(isinstance(t, ast.Tuple | ast.List) for t in targets):
+            shared |= names | sources
+        else:
+            shared -= names  # a fresh value: the name holds an object of its own
 
     def assign(self, target: ast.expr, value: Any, env: dict[str, Any]) -> None:
         _check_size(value)
@@ -182,7 +239,7 @@ class _Converter:
         if isinstance(node, ast.UnaryOp):
             operand = self.expr(node.operand, env)
             if isinstance(node.op, ast.USub):
-                return -_as_expr(operand)
+                return bounded(-_as_expr(operand))
             if isinstance(node.op, ast.UAdd):
                 return _as_expr(operand)
             if isinstance(node.op, ast.Not) and operand in (True, False, sp.true, sp.false):
@@ -220,7 +277,9 @@ class _Converter:
     def binop(self, op: ast.operator, a: Any, b: Any) -> sp.Expr:
         if self.truth_mode and isinstance(op, ast.BitXor):
             return _pow(_as_expr(a), _as_expr(b))
-        a, b = _as_expr(a), _as_expr(b)
+        return bounded(self._binop(op, _as_expr(a), _as_expr(b)))
+
+    def _binop(self, op: ast.operator, a: sp.Expr, b: sp.Expr) -> sp.Expr:
         if isinstance(op, ast.Add):
             return a + b
         if isinstance(op, ast.Sub):
@@ -309,6 +368,7 @@ class _Converter:
                                  "arguments")
         names = [p.arg for p in a.args]
         local = dict(func.closure)
+        local[SHARED] = set(names)  # arguments are the caller's objects
         defaults = a.defaults
         for name, default in zip(names[len(names) - len(defaults):], defaults, strict=True):
             local[name] = self.expr(default, func.closure)

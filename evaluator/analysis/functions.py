@@ -19,6 +19,12 @@ MAX_AST_NODES = 3000
 MAX_EXPR_NODES = 2_000
 MAX_INLINE_DEPTH = 16
 SIG_DIGITS = 6
+# Numbers stay float-like: numpy computes in float64, so a constant beyond its range (or an
+# exact integer/rational with more bits than a float's exponent spans) is no number the
+# scored program computed; sympy would carry it exactly (thousands of digits that hang
+# evalf and crash str() past Python's 4300-digit limit), so it ends the conversion.
+MAX_NUMBER_BITS = 1100  # |n| < 2**1100 (> float64's 1.8e308); rationals: numerator and denominator
+MAX_FLOAT_MAGNITUDE = 1e308
 
 # ---------------------------------------------------------------------------------------
 # the whitelist: qualified function name -> sympy builder
@@ -93,18 +99,50 @@ class NotConvertible(Exception):
 
 
 def _pow(a: Any, b: Any) -> sp.Expr:
-    a, b = sp.sympify(a), sp.sympify(b)
+    a, b = bounded(sp.sympify(a)), bounded(sp.sympify(b))
     if a.is_Number and b.is_Number:
         # exact powers of numbers can be astronomically large: keep them small or float
         if b.is_Integer and abs(int(b)) <= 64 and (not a.is_Rational or _small_rational(a)):
-            return a**b
+            return bounded(a**b)
         try:
-            return sp.Float(math.pow(float(a), float(b)))
+            return bounded(sp.Float(math.pow(float(a), float(b))))
         except (OverflowError, ValueError):
-            raise NotConvertible("numeric", f"{a}**{b} is not a finite real number") from None
+            raise NotConvertible("numeric", "a power of two numbers is not a finite float") from None
     if b.is_Number and abs(float(b)) > 1000:
-        raise NotConvertible("numeric", f"exponent {b} is too large")
-    return sp.Pow(a, b)
+        raise NotConvertible("numeric", "an exponent over 1000")
+    return bounded(sp.Pow(a, b))
+
+
+def _number_ok(n: sp.Number) -> bool:
+    if isinstance(n, sp.Rational):  # Integer included
+        return int(n.p).bit_length() <= MAX_NUMBER_BITS and int(n.q).bit_length() <= MAX_NUMBER_BITS
+    if isinstance(n, sp.Float):
+        try:
+            v = abs(float(n))
+        except (OverflowError, ValueError):
+            return False
+        return math.isfinite(v) and v <= MAX_FLOAT_MAGNITUDE and (v != 0.0 or n.is_zero is True)
+    return True
+
+
+def bounded(value: Any) -> Any:
+    """``value`` if every number in it is float-like (see ``MAX_NUMBER_BITS``), else
+    ``NotConvertible("numeric")``; checked on every value the AST walk builds, so no
+    number sympy meets during conversion, printing or analysis is larger than a float."""
+    if isinstance(value, sp.Number):
+        ok = _number_ok(value)
+    elif isinstance(value, sp.Basic):
+        ok = all(_number_ok(n) for n in value.atoms(sp.Number))
+    elif isinstance(value, tuple):
+        for item in value:
+            bounded(item)
+        return value
+    else:
+        return value
+    if not ok:
+        raise NotConvertible("numeric", "a number beyond float range (the program overflows, "
+                             "or its constants have more digits than a float holds)")
+    return value
 
 
 def _small_rational(r: sp.Rational) -> bool:
@@ -115,8 +153,10 @@ def _number(value: int | float) -> sp.Expr:
     if isinstance(value, bool):
         raise NotConvertible("unsupported", "boolean value in arithmetic")
     if isinstance(value, int):
+        if value.bit_length() > MAX_NUMBER_BITS:
+            raise NotConvertible("numeric", "an integer literal beyond float range")
         if abs(value) > 10**30:
-            return sp.Float(value)
+            return bounded(sp.Float(value))
         return sp.Integer(value)
     if not math.isfinite(value):
         raise NotConvertible("numeric", f"literal {value!r} is not finite")
@@ -190,6 +230,10 @@ def _qualified(name: str) -> Any:
 
 
 def _apply(qualname: str, args: list[Any]) -> Any:
+    return bounded(_apply_unbounded(qualname, args))
+
+
+def _apply_unbounded(qualname: str, args: list[Any]) -> Any:
     if qualname in _CONST_NAMES:
         raise NotConvertible("unsupported", f"calling {qualname}")
     mod, _, attr = qualname.rpartition(".")

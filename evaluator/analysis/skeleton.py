@@ -15,7 +15,7 @@ from typing import Any
 import sympy as sp
 
 from eqforge.evaluator.analysis.complexity import complexity
-from eqforge.evaluator.analysis.converter import _Converter
+from eqforge.evaluator.analysis.converter import SHARED, _Converter
 from eqforge.evaluator.analysis.functions import (
     MAX_AST_NODES,
     NotConvertible,
@@ -93,6 +93,7 @@ def to_sympy(code: str, input_names: list[str], *, n_params: int | None = None,
     make = lambda i: constant_symbol(i, taken)  # noqa: E731
     consts = tuple(make(i) for i in range(n_params)) if n_params else None
     local[args.args[-1].arg] = _Params(consts, make)
+    local[SHARED] = {a.arg for a in args.args}  # the caller's arrays: in-place ops mutate them
     try:
         conv.block(fn.body, local)
     except _Return as ret:
