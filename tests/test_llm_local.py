@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from eqforge.agents.llm import local
+from eqforge.agents.llm import engine_transformers, engines, local, stops
 from eqforge.agents.llm.base import SamplingParams
-from eqforge.agents.llm.local import _Sample, body_end, cut, gguf_metadata
+from eqforge.agents.llm.engines import Sample as _Sample
+from eqforge.agents.llm.local import body_end, cut, gguf_metadata
 from eqforge.agents.llm.registry import make_backend
 from eqforge.cli import main
 from eqforge.config import BackendConfig
@@ -97,7 +98,7 @@ def test_missing_extra_is_one_line(monkeypatch, llmsr_data, tmp_path, capsys):
 def test_no_engine_is_one_line(monkeypatch, tmp_path):
     f = tmp_path / "m.gguf"
     _gguf(f, {"general.architecture": "gemma3"})
-    monkeypatch.setattr(local, "_have", lambda *m: False)
+    monkeypatch.setattr(engines, "_have", lambda *m: False)
     with pytest.raises(BackendError, match=r'no local model engine is installed: pip install -e "\.\[local\]"'):
         make_backend(f"local:{f}")
     with pytest.raises(BackendError, match="no such model file"):
@@ -110,7 +111,7 @@ def test_engine_choice_and_prompt_style(monkeypatch, tmp_path):
     base, chat = tmp_path / "base.gguf", tmp_path / "chat.gguf"
     _gguf(base, {"general.architecture": "gemma3"})
     _gguf(chat, {"tokenizer.chat_template": "{{ x }}"})
-    monkeypatch.setattr(local, "_have", lambda *m: True)
+    monkeypatch.setattr(engines, "_have", lambda *m: True)
     b = make_backend(f"local:{base}")
     assert b.engine_name == "llama-cpp" and b.prompt_style == "completion"
     assert "no chat template" in b.describe()["prompt_style_reason"]
@@ -118,7 +119,7 @@ def test_engine_choice_and_prompt_style(monkeypatch, tmp_path):
     assert make_backend(BackendConfig(spec=f"local:{base}", prompt_style="chat")).prompt_style == "chat"
     t = make_backend(BackendConfig(spec=f"local:{base}", engine="transformers"))
     assert t.engine_name == "transformers"
-    monkeypatch.setattr(local, "_have", lambda *m: "llama_cpp" not in m)
+    monkeypatch.setattr(engines, "_have", lambda *m: "llama_cpp" not in m)
     assert make_backend(f"local:{base}").engine_name == "transformers"
     with pytest.raises(BackendError, match="llama-cpp engine is not available"):
         make_backend(BackendConfig(spec=f"local:{base}", engine="llama-cpp"))
@@ -133,7 +134,7 @@ def test_engine_choice_and_prompt_style(monkeypatch, tmp_path):
 def test_generation_runs_in_a_thread_and_records_tokens(monkeypatch, tmp_path):
     f = tmp_path / "m.gguf"
     _gguf(f, {"general.architecture": "gemma3"})
-    monkeypatch.setattr(local, "_have", lambda *m: True)
+    monkeypatch.setattr(engines, "_have", lambda *m: True)
     backend = make_backend(f"local:{f}")
     main_thread = threading.get_ident()
     seen = {}
@@ -266,7 +267,7 @@ def test_stop_scanner_agrees_with_cut_at_every_piece(completion):
              "f ", "\nif __na", "me__", "  if x:"]
     for _ in range(1500):
         text = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 14)))
-        sc = local.StopScanner(COMPLETION_STOPS, completion)
+        sc = stops.StopScanner(COMPLETION_STOPS, completion)
         so_far = ""
         for piece in _chunks(text, rng):
             so_far += piece
@@ -305,7 +306,7 @@ def test_incremental_decoder_pieces_add_up_to_the_full_decode():
         # keep the split character whole: its first byte is always followed by its second
         ids = [x for t in ids if t != 9 for x in ((8, 9) if t == 8 else (t,))]
         tok = _SpmTokenizer(vocab)
-        dec = local.IncrementalDecoder(tok)
+        dec = engine_transformers.IncrementalDecoder(tok)
         pieces = "".join(dec.push(t) for t in ids)
         assert pieces == tok.decode(ids)
         assert tok.decoded <= 2 * 4 * len(ids) + 4  # a few tokens per step, never the whole row
@@ -331,7 +332,7 @@ def test_decode_rows_stop_on_their_own_and_match_single_row_runs():
     model, tok, calls = _tiny_model()
     prompt = [2] + [5 + (i * 7) % 40 for i in range(20)]  # longer than the sliding window
     sp = SamplingParams(n=5, temperature=1.5, seed=11, stop=("Z",))
-    rows = local.decode_rows(model, tok, prompt, 5, 40, sp, False, set())
+    rows = engine_transformers.decode_rows(model, tok, prompt, 5, 40, sp, False, set())
     # the prompt ran once, as one row; each later step ran only the rows still going
     assert calls[0] == (1, len(prompt)) and all(c[1] == 1 for c in calls[1:])
     sizes = [c[0] for c in calls[1:]]
@@ -345,7 +346,7 @@ def test_decode_rows_stop_on_their_own_and_match_single_row_runs():
     # row i is what a run of row i alone draws (seed + i): dropping finished rows from the
     # batch and its cache does not disturb the others
     for i, (toks, stopped) in enumerate(rows):
-        alone = local.decode_rows(model, tok, prompt, 1, 40, SamplingParams(n=1, temperature=1.5, seed=11 + i,
+        alone = engine_transformers.decode_rows(model, tok, prompt, 1, 40, SamplingParams(n=1, temperature=1.5, seed=11 + i,
                                                                            stop=("Z",)), False, set())
         assert alone == [(toks, stopped)]
 
@@ -353,13 +354,13 @@ def test_decode_rows_stop_on_their_own_and_match_single_row_runs():
 def test_decode_rows_bounded_and_greedy():
     model, tok, calls = _tiny_model()
     prompt = [2, 5, 6, 7]
-    rows = local.decode_rows(model, tok, prompt, 1, 12, SamplingParams(n=1, temperature=0, stop=()), False, set())
+    rows = engine_transformers.decode_rows(model, tok, prompt, 1, 12, SamplingParams(n=1, temperature=0, stop=()), False, set())
     assert len(rows[0][0]) == 12 and rows[0][1] is False and len(calls) == 12  # prefill + 11 steps
 
 
 def test_transformers_engine_caps_completion_bodies_and_reports_finish():
     model, tok, calls = _tiny_model()
-    eng = object.__new__(local._TransformersEngine)
+    eng = object.__new__(engine_transformers.TransformersEngine)
     eng.model, eng.tok, eng.eos, eng.torch = model, tok, {1}, pytest.importorskip("torch")
     eng.BODY_TOKENS = 16
     prompt = Prompt("abc", [], 1)
@@ -389,13 +390,13 @@ def test_fast_gguf_reader_reads_what_gguf_reads(tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    slow, fast = gguf.GGUFReader(str(f)), local._fast_gguf_reader()(str(f))
+    slow, fast = gguf.GGUFReader(str(f)), engine_transformers._fast_gguf_reader()(str(f))
     assert list(slow.fields) == list(fast.fields)
     for k in slow.fields:
         assert [bytes(p) for p in slow.fields[k].parts] == [bytes(p) for p in fast.fields[k].parts]
         assert slow.fields[k].data == fast.fields[k].data and slow.fields[k].types == fast.fields[k].types
     assert np.array_equal(slow.tensors[0].data, fast.tensors[0].data)
     saved = gguf.GGUFReader
-    with local._gguf_loader():
+    with engine_transformers._gguf_loader():
         assert gguf.GGUFReader(str(f)) is gguf.GGUFReader(str(f))  # one parse shared by all loads
     assert gguf.GGUFReader is saved
