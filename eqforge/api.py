@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eqforge.agents.classical import is_classical
 from eqforge.agents.llm.registry import make_llm
 from eqforge.agents.loop import DiscoveryLoop, Guess
 from eqforge.agents.progress import Progress
@@ -75,6 +76,8 @@ async def adiscover(
     if RunDir(out_dir).has_samples():
         raise EqforgeError(held)
     runnable_strategy(config.sampler.strategy)  # an unknown strategy fails before any file
+    if any(is_classical(b.spec) for b in config.llm.backends):  # sindy:, operon:, gplearn: (no model)
+        return await _aclassical(spec, problem, config, out_dir, progress, held)
     # fails fast (missing key, bad spec) before any file
     backend = make_llm(config.llm, seed=config.run.seed, require_price=config.run.max_cost is not None)
     try:
@@ -130,6 +133,8 @@ async def _aresume(recorder: RunDir, samples: int | None, progress: Progress | N
     spec = RunSpec(**saved["run"])
     problem = load_problem(spec.problem, data=spec.data, seed=config.run.seed)
     records = recorder.read_samples()
+    if any(is_classical(b.spec) for b in config.llm.backends):
+        return await _classical_session(problem, config, recorder, progress, records)
     events = recorder.read_events()
     done = sum(1 for r in records if r.source == "llm")
     # a replayed model answers once per sample, or once per turn for the agent strategy
@@ -196,6 +201,37 @@ async def _aexecute(problem, config, backend, recorder, progress, *, restore,  #
     finally:
         evaluator.close()
         recorder.close()
+
+
+async def _aclassical(spec: RunSpec, problem: Problem, config: Config, out_dir: Path,
+                      progress: Progress | None, held: str) -> dict[str, Any]:
+    """A classical searcher's run (agents.classical): same directory format, same scorer."""
+    from eqforge.agents.classical.runner import classical_spec
+
+    searcher = classical_spec(config)  # bad options or a missing extra fail before any file
+    recorder = RunDir(out_dir, write=True)
+    if recorder.has_samples():
+        recorder.close()
+        raise EqforgeError(held)
+    recorder.write_config({"run": spec.to_json(), "config": config.model_dump(mode="json"),
+                           "problem": problem.summary(), "backend": searcher.describe()})
+    try:
+        return await _classical_session(problem, config, recorder, progress, None)
+    finally:
+        recorder.close()
+
+
+async def _classical_session(problem: Problem, config: Config, recorder: RunDir, progress: Progress | None,
+                             records: list[Any] | None) -> dict[str, Any]:
+    from eqforge.agents.classical.runner import run_classical
+
+    summary, records = await run_classical(problem, config, recorder, progress=progress, restore=records)
+    try:
+        enrich_summary(summary, records, problem)
+    except Exception as exc:  # noqa: BLE001 - analysis must never break a run
+        log.warning("could not analyse the run's equations: %s: %s", type(exc).__name__, exc)
+    recorder.write_summary(summary)
+    return summary
 
 
 def _analysed(loop: DiscoveryLoop, problem: Problem, recorder: RunDir) -> dict[str, Any]:
