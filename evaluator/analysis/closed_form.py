@@ -9,7 +9,7 @@ from typing import Any
 import sympy as sp
 
 from eqforge.evaluator.analysis.complexity import complexity
-from eqforge.evaluator.analysis.functions import SIG_DIGITS, NotConvertible
+from eqforge.evaluator.analysis.functions import SIG_DIGITS, NotConvertible, bounded
 from eqforge.evaluator.analysis.skeleton import to_sympy
 
 
@@ -26,25 +26,44 @@ class ClosedForm:
     constants: dict[str, float] = field(default_factory=dict)
     complexity: int | None = None
     simplified: bool = False
+    #: printed forms, filled by ``render`` in the helper process (``worker``) so that the
+    #: caller never runs sympy's printers on a candidate's expression itself
+    rendered: dict[str, str] = field(default_factory=dict)
+    #: ``laws.law_key`` of the skeleton, computed beside the printing
+    law: str | None = None
+
+    def _printed(self, what: str, fn: Any, expr: sp.Basic | None) -> str:
+        if what in self.rendered:
+            return self.rendered[what]
+        return fn(expr) if expr is not None else ""
 
     @property
     def text(self) -> str:
-        return _sstr(self.display) if self.display is not None else ""
+        return self._printed("text", _sstr, self.display)
 
     @property
     def skeleton_text(self) -> str:
-        return _sstr(self.skeleton) if self.skeleton is not None else ""
+        return self._printed("skeleton_text", _sstr, self.skeleton)
 
     @property
     def latex(self) -> str:
-        return sp.latex(self.display) if self.display is not None else ""
+        return self._printed("latex", sp.latex, self.display)
 
     @property
     def skeleton_latex(self) -> str:
-        return sp.latex(self.skeleton) if self.skeleton is not None else ""
+        return self._printed("skeleton_latex", sp.latex, self.skeleton)
 
     def mathml(self) -> str:
-        return sp.mathml(self.display, printer="presentation") if self.display is not None else ""
+        return self._printed("mathml", _mathml, self.display)
+
+    def render(self) -> ClosedForm:
+        """Print every form once (run where a deadline guards it: the helper process)."""
+        if self.ok:
+            self.rendered = {"text": _sstr(self.display), "skeleton_text": _sstr(self.skeleton),
+                             "latex": sp.latex(self.display),
+                             "skeleton_latex": sp.latex(self.skeleton),
+                             "mathml": _mathml(self.display)}
+        return self
 
     def to_json(self) -> dict[str, Any]:
         if not self.ok:
@@ -61,8 +80,12 @@ class ClosedForm:
         }
 
 
-def _sstr(e: sp.Basic) -> str:
-    return sp.sstr(e, full_prec=False)
+def _sstr(e: sp.Basic | None) -> str:
+    return sp.sstr(e, full_prec=False) if e is not None else ""
+
+
+def _mathml(e: sp.Basic | None) -> str:
+    return sp.mathml(e, printer="presentation") if e is not None else ""
 
 
 def round_sig(value: float, digits: int = SIG_DIGITS) -> float:
@@ -124,15 +147,24 @@ def _finish(skeleton: sp.Expr, params: list[float] | None, *, was_simplified: bo
                       simplified=was_simplified)
 
 
+#: simplification is attempted only on skeletons of at most this many operations
+#: (``sympy.count_ops``): a budget in work, not seconds, so whether a form is simplified
+#: never depends on the machine's load
+MAX_SIMPLIFY_OPS = 60
+
+
 def simplified(cf: ClosedForm, params: list[float] | None) -> ClosedForm:
     """``sympy.simplify`` of the skeleton, kept when it has fewer nodes than before.
 
     Only the displayed form changes: ``complexity`` remains the node count of the program
-    as written, so it does not depend on whether simplification finished in time."""
+    as written, so it does not depend on whether simplification finished in time. Skeletons
+    over ``MAX_SIMPLIFY_OPS`` operations are left as written."""
     if not cf.ok or cf.skeleton is None:
         return cf
     try:
-        s = sp.simplify(cf.skeleton)
+        if sp.count_ops(cf.skeleton) > MAX_SIMPLIFY_OPS:
+            return cf
+        s = bounded(sp.simplify(cf.skeleton))
         if complexity(s) < (cf.complexity or 0):
             out = _finish(s, params, was_simplified=True)
             out.complexity = cf.complexity  # complexity stays that of the program as written

@@ -95,9 +95,14 @@ def law_of(skeleton: sp.Expr, input_names: list[str]) -> sp.Basic:
 
 
 def law_key(cf: ClosedForm | None, input_names: list[str]) -> str | None:
-    """A string equal for programs of the same law; ``None`` without a closed form."""
+    """A string equal for programs of the same law; ``None`` without a closed form.
+
+    The helper process (``worker``) computes it beside the printing and stores it in
+    ``cf.law`` ("" for none), so grouping in the caller only compares strings."""
     if cf is None or not cf.ok or cf.skeleton is None:
         return None
+    if cf.law is not None:
+        return cf.law or None
     try:
         law = law_of(cf.skeleton, input_names)
         complexity(law)  # bounded: refuses trees too large to print

@@ -1,31 +1,63 @@
-"""Deadlines for sympy: symbolic operations in a helper process that can be killed.
+"""Deadlines for sympy: every symbolic step on a candidate's expression in a killable helper.
 
-sympy itself can take unbounded time (simplify, expand, printing huge trees), so the costly
-steps run in a child process with a per-call deadline; when it passes, the process is
-killed and the caller keeps the unsimplified result.
+A candidate's program is untrusted, and so is everything sympy does with its expression:
+conversion, ``simplify``, ``expand``, printing (``str``, LaTeX, MathML, ``srepr``),
+``lambdify`` and law grouping can all take unbounded time or memory on a hostile tree. The
+converter bounds sizes before sympy sees them (``functions.bounded``, ``MAX_*``), and
+this module is the second wall: the steps run in a child process with a per-call deadline;
+when it passes, the process is killed (a fresh one serves the next call) and the caller
+records the step as undecided (``timeout``), never as a result.
+
+Deadlines are a safety net, not a budget: the work budgets (``closed_form.MAX_SIMPLIFY_OPS``,
+``recovery.MAX_EXPANDED_TERMS``) decide what is attempted, so answers do not depend on the
+machine's load. ``call_retry`` retries a timed-out step once with a longer deadline where
+the answer is needed.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
+import os
 import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import sympy as sp
+
 from eqforge.evaluator.analysis.closed_form import ClosedForm, closed_form, simplified
+from eqforge.evaluator.analysis.laws import law_key
 from eqforge.evaluator.analysis.recovery import Recovery, recovery
+from eqforge.evaluator.analysis.verify import Verification, check
+
+log = logging.getLogger(__name__)
+
+OK, TIMEOUT, FAILED = "ok", "timeout", "failed"
 
 # ---------------------------------------------------------------------------------------
-# deadlines: a helper process that can be killed
+# the operations (run in the child)
+
+
+def _finished(cf: ClosedForm, names: list[str]) -> ClosedForm:
+    """Printed forms and the law key, computed here so the parent never prints."""
+    cf.render()
+    if cf.ok and cf.law is None:
+        cf.law = law_key(cf, names) or ""
+    return cf
 
 
 def _op_convert(code: str, names: list[str], params: list[float] | None) -> ClosedForm:
-    return closed_form(code, names, params)
+    return _finished(closed_form(code, names, params), names)
 
 
-def _op_simplify(cf: ClosedForm, params: list[float] | None) -> ClosedForm:
-    return simplified(cf, params)
+def _op_simplify(cf: ClosedForm, params: list[float] | None,
+                 names: list[str] | None = None) -> ClosedForm:
+    out = simplified(cf, params)
+    if out is not cf:
+        out.law = None
+    return _finished(out, names or [])
 
 
 def _op_recover(cf: ClosedForm, truth: str, names: list[str], rtol: float,
@@ -33,9 +65,36 @@ def _op_recover(cf: ClosedForm, truth: str, names: list[str], rtol: float,
     return recovery(cf, truth, names, rtol=rtol, atol=atol)
 
 
+def _op_verify(exprs: list[sp.Expr], names: list[str], X: np.ndarray,
+               reference: np.ndarray) -> Verification:
+    return check(exprs, names, X, reference)
+
+
+def _op_text(program: str, params: list[float] | None) -> str:
+    from eqforge.evaluator.analysis.text import equation_text_here
+
+    return equation_text_here(program, params)
+
+
 _OPS: dict[str, Callable[..., Any]] = {
     "convert": _op_convert, "simplify": _op_simplify, "recover": _op_recover,
+    "verify": _op_verify, "text": _op_text,
 }
+
+
+def _close_inherited(keep: int) -> None:
+    """A forked child holds copies of every descriptor of the parent (the sandbox's pipes,
+    sockets): close them, so that the parent's peers see EOF when the parent closes."""
+    try:
+        fds = [int(f) for f in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _serve(conn: Any) -> None:
@@ -45,7 +104,9 @@ def _serve(conn: Any) -> None:
     # The parent decides when this process ends (Ctrl-C reaches it there, and it kills
     # us); a forked copy of the parent's handlers (asyncio's) must not run here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _close_inherited(conn.fileno())
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    logging.disable(logging.CRITICAL)  # the parent's handlers write to its streams
     while True:
         try:
             msg = conn.recv()
@@ -64,19 +125,23 @@ class SymbolicWorker:
     """Runs symbolic operations in a child process with a deadline per call.
 
     A call that overruns has its process killed (a fresh one starts for the next call)
-    and returns ``None``; so do calls that raise in the child. Use as a context manager.
+    and returns ``None``; so do calls that raise in the child. ``last_status`` says which
+    (``"ok"``, ``"timeout"``, ``"failed"``). Use as a context manager.
     """
 
     def __init__(self) -> None:
         self._proc: Any = None
         self._conn: Any = None
         self.timeouts = 0
+        self.last_status = OK
+        self.last_error = ""
 
     def _start(self) -> None:
         # fork: sympy is already imported here, so the helper is ready in milliseconds. The
-        # child only runs sympy on pickled data, and a deadline guards against a lock that
-        # another thread held at fork time, so Python 3.12's warning about forking a
-        # threaded process is silenced rather than paying for spawn's imports.
+        # child only runs sympy on pickled data, closes the descriptors it inherited, and a
+        # deadline guards against a lock that another thread held at fork time, so Python
+        # 3.12's warning about forking a threaded process is silenced rather than paying
+        # for spawn's imports.
         methods = mp.get_all_start_methods()
         ctx = mp.get_context("fork" if "fork" in methods else "spawn")
         parent, child = ctx.Pipe()
@@ -89,6 +154,7 @@ class SymbolicWorker:
 
     def call(self, op: str, *args: Any, timeout: float) -> Any:
         if timeout <= 0:
+            self.last_status = TIMEOUT
             return None
         if self._proc is None or not self._proc.is_alive():
             self._start()
@@ -96,13 +162,31 @@ class SymbolicWorker:
             self._conn.send((op, args))
             if not self._conn.poll(timeout):
                 self.timeouts += 1
+                self.last_status = TIMEOUT
                 self._kill()
                 return None
             ok, value = self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            self._kill()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            self._kill()  # the child died (memory, a signal): no answer
+            self.last_status, self.last_error = FAILED, f"helper process ended ({type(exc).__name__})"
             return None
-        return value if ok else None
+        if not ok:
+            self.last_status, self.last_error = FAILED, str(value).splitlines()[0][:300]
+            log.debug("symbolic %s failed: %s", op, value)
+            return None
+        self.last_status = OK
+        return value
+
+    def call_retry(self, op: str, *args: Any, timeout: float, retries: int = 1,
+                   factor: float = 4.0) -> Any:
+        """``call``, and on a timeout again with a ``factor`` times longer deadline."""
+        value = self.call(op, *args, timeout=timeout)
+        for _ in range(retries):
+            if self.last_status != TIMEOUT:
+                break
+            timeout *= factor
+            value = self.call(op, *args, timeout=timeout)
+        return value
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -126,3 +210,10 @@ class SymbolicWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def timeout_form(seconds: float, worker: SymbolicWorker) -> ClosedForm:
+    """The closed form of a conversion that got no answer: undecided, with why."""
+    if worker.last_status == TIMEOUT:
+        return ClosedForm(ok=False, reason="timeout", detail=f"conversion took over {seconds:g} s")
+    return ClosedForm(ok=False, reason="helper-failed", detail=worker.last_error)
