@@ -193,11 +193,11 @@ async def _aexecute(problem, config, backend, recorder, progress, *, restore,  #
             await loop.run()
         except BackendError:
             if loop.fatal is not None and loop.last_summary is not None:
-                _analysed(loop, problem, recorder)  # the records so far, as a finished run has them
+                _analysed(loop, problem, recorder, evaluator.predict)  # the records so far, as a finished run has them
             raise
         finally:
             await backend.aclose()
-        return _analysed(loop, problem, recorder)
+        return _analysed(loop, problem, recorder, evaluator.predict)
     finally:
         evaluator.close()
         recorder.close()
@@ -234,13 +234,15 @@ async def _classical_session(problem: Problem, config: Config, recorder: RunDir,
     return summary
 
 
-def _analysed(loop: DiscoveryLoop, problem: Problem, recorder: RunDir) -> dict[str, Any]:
+def _analysed(loop: DiscoveryLoop, problem: Problem, recorder: RunDir,
+              predict: Any = None) -> dict[str, Any]:
     """The loop's summary with its equations' analysis (closed forms, Pareto, recovery),
-    added here, after the loop: the search itself never imports the analysis."""
+    added here, after the loop: the search itself never imports the analysis. ``predict``
+    (the sandbox's) verifies the best closed form against what was scored."""
     summary = loop.last_summary or {}
     if summary.get("stopped") != "interrupted":  # Ctrl-C wants a prompt exit; `report` redoes it
         try:
-            enrich_summary(summary, loop.records, problem)
+            enrich_summary(summary, loop.records, problem, predict=predict)
         except Exception as exc:  # noqa: BLE001 - analysis must never break a run
             log.warning("could not analyse the run's equations: %s: %s", type(exc).__name__, exc)
         recorder.write_summary(summary)
