@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 from eqforge.config import Config, EvaluatorConfig
 from eqforge.errors import EqforgeError
 from eqforge.evaluator import metrics
+from eqforge.evaluator.fit_job import FitJob, FitPayload
 from eqforge.evaluator.params import param_usage
 from eqforge.evaluator.roles import ANALYZE, DRIVER, PREDICT
 from eqforge.problems.entry import ENTRY
@@ -86,7 +86,7 @@ class Scorer:
         if not outcome.ok:
             return EvalResult(ok=False, error=outcome.reason or "crash", detail=str(outcome.detail)[:500],
                               seconds=seconds, output=output)
-        payload = outcome.payload
+        payload = cast(FitPayload, outcome.payload)
         preds = payload["predictions"]
         results: dict[str, dict[str, float | None]] = {}
         for split in SPLITS:
@@ -182,15 +182,17 @@ class Evaluator:
             return EvalResult.failure(
                 "params:too-many", f"uses params[{usage.highest}] but at most {max_p} are allowed"
             )
-        options: dict[str, Any] = {"n_params": max_p, "fitter": self.config.fitter, "seed": seed}
-        if self.config.fitter == "default":
-            options["indices"] = list(usage.fit_indices(max_p))
-            options["subsample"] = self.config.fit_subsample
-            options["time_budget"] = self.config.fit_time_budget or self.config.timeout * 0.5
-            if parent:
-                options["parent"] = {str(k): v for k, v in parent.items()}
-        if params is not None:
-            options["params"] = list(params)
+        cfg = self.config
+        default = cfg.fitter == "default"
+        options = FitJob(
+            n_params=max_p, fitter=cfg.fitter, seed=seed,
+            indices=tuple(usage.fit_indices(max_p)) if default else None,
+            subsample=cfg.fit_subsample,
+            time_budget=cfg.fit_time_budget or cfg.timeout * 0.5,
+            parent={int(k): float(v) for k, v in parent.items()} if default and parent else None,
+            params=tuple(float(v) for v in params) if params is not None else None,
+            pointwise=self.problem.spec.pointwise,
+        )
         self._ids += 1
         return Job(id=self._ids, program=code, entry=ENTRY, runner=PREDICT, driver=DRIVER, options=options,
                    timeout=self.config.timeout)
@@ -240,11 +242,8 @@ class Evaluator:
 def evaluate_programs(problem: Problem, codes: list[str], config: EvaluatorConfig | None = None,
                       ) -> list[EvalResult]:
     """Convenience: evaluate a list of programs with a temporary pool."""
-    start = time.perf_counter()
     with Evaluator(problem, config) as ev:
-        out = ev.evaluate_many(codes)
-    _ = start
-    return out
+        return ev.evaluate_many(codes)
 
 
 #: what ``eqforge evaluate`` writes of each program's EvalResult

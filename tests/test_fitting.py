@@ -111,7 +111,7 @@ def test_overflow_nan_and_odd_programs_do_not_crash() -> None:
         "overflow": "    return params[0] * np.exp(params[1] * x * 300) + params[2]\n",
         "power of negatives": "    return params[0] * x ** params[1] + params[2] * v\n",
         "branch (no batching)": "    if params[0] > 0:\n        return params[0] * x\n    return params[1] * v\n",
-        "reduction (no batching)": "    return params[0] * x - np.mean(params[1] * x) + params[2]\n",
+        "reduction (no batching)": "    return params[0] * x - np.mean(params[1:3]) * v + params[2]\n",
         "product of params": "    return params[0] * params[1] * np.exp(-x) + params[2] * v\n",
         "scalar": "    return params[0]\n",
         "python loop": "    out = np.empty_like(x)\n    for i in range(len(x)):\n"

@@ -6,13 +6,21 @@ or on a row subset it registered before, or on another split. This is all a cand
 process does: it holds the inputs it was forked with, never the targets, and what it
 answers is checked again on the trusted side (shape, element count).
 
-Operations (``Call.op``):
+The trusted side chooses which rows, and in which order, a program is shown (see
+``evaluator.pointwise``): the row indices it sends are applied here, by this runner, and
+the program only ever receives the selected columns. Operations (``Call.op``):
 
-* ``rows`` — ``args.id``, ``arrays.rows``: remember these training rows under that id;
-* ``predict`` — ``arrays.params`` (B, k), ``args.split`` or ``args.rows`` (a row-set id),
+* ``rows`` — ``args.id``, ``args.split`` (default train), ``arrays.rows``: remember these
+  rows of that split, in that order, under that id (resident for the process's life);
+* ``predict`` — ``arrays.params`` (B, k), ``args.split`` or ``args.rows`` (a row-set id;
+  with ``arrays.rows`` too, the set is registered first, in the same round trip),
   ``args.mode``: ``"each"`` calls the program once per vector; ``"batch"`` once for all
   (inputs as columns (m, 1), ``params[i]`` as a row of B values: plain numpy broadcasting),
-  answering ``refused`` when the program does not broadcast that way.
+  answering ``refused`` when the program does not broadcast that way;
+* ``sets`` — ``arrays.params`` (1, k) and ``args.count`` row sets, the i-th given by
+  ``arrays.rows{i}``, ``args.split{i}`` and ``args.probe{i}``, evaluated in that order
+  (``values{i}``). A probe that raises is reported in ``failed`` rather than ending the
+  process: a pointwise program cannot fail on a subset of rows it answers in full.
 """
 
 from __future__ import annotations
@@ -58,16 +66,14 @@ def serve(fn: Callable[..., Any], inputs: dict[str, list[np.ndarray]], call: Cal
     warnings.simplefilter("ignore")
     with np.errstate(all="ignore"):
         if call.op == "rows":
-            train = inputs["train"]
-            n = train[0].shape[0] if train else 0
-            idx = np.asarray(call.arrays["rows"], dtype=np.float64).ravel()
-            if idx.size and (not np.all(idx == np.floor(idx)) or idx.min() < 0 or idx.max() >= n):
-                raise CandidateFailure("crash", "row indices out of range")
-            rows = idx.astype(np.intp)
-            state.setdefault("rows", {})[int(call.args["id"])] = [_readonly(c[rows]) for c in train]
+            _register(inputs, call, state)
             return Reply(True)
+        if call.op == "sets":
+            return _sets(fn, inputs, call)
         if call.op != "predict":
             raise CandidateFailure("crash", f"unknown operation {call.op!r}")
+        if "rows" in call.arrays:
+            _register(inputs, call, state)
         if "rows" in call.args:
             cols = state["rows"][int(call.args["rows"])]
         else:
@@ -82,6 +88,44 @@ def serve(fn: Callable[..., Any], inputs: dict[str, list[np.ndarray]], call: Cal
         for i in range(P.shape[0]):
             out[i] = check_output(fn(*cols, _readonly(P[i])), m)
         return Reply(True, {"values": out})
+
+
+def _select(inputs: dict[str, list[np.ndarray]], split: str, rows: np.ndarray) -> list[np.ndarray]:
+    """The columns of ``split`` at ``rows`` (float indices from the trusted side), read-only."""
+    cols = inputs[split]
+    n = cols[0].shape[0] if cols else 0
+    idx = np.asarray(rows, dtype=np.float64).ravel()
+    if idx.size and (not np.all(idx == np.floor(idx)) or idx.min() < 0 or idx.max() >= n):
+        raise CandidateFailure("crash", "row indices out of range")
+    pick = idx.astype(np.intp)
+    return [_readonly(c[pick]) for c in cols]
+
+
+def _register(inputs: dict[str, list[np.ndarray]], call: Call, state: dict[str, Any]) -> None:
+    cols = _select(inputs, str(call.args.get("split", "train")), call.arrays["rows"])
+    state.setdefault("rows", {})[int(call.args.get("id", call.args.get("rows", 0)))] = cols
+
+
+def _sets(fn: Callable[..., Any], inputs: dict[str, list[np.ndarray]], call: Call) -> Reply:
+    P = np.asarray(call.arrays["params"], dtype=np.float64)
+    if P.shape[:1] != (1,) or P.ndim != 2:
+        raise CandidateFailure("crash", "sets takes one params vector")
+    count = int(call.args["count"])
+    failed = np.zeros(count)
+    out: dict[str, np.ndarray] = {}
+    for i in range(count):
+        cols = _select(inputs, str(call.args[f"split{i}"]), call.arrays[f"rows{i}"])
+        m = cols[0].shape[0] if cols else 0
+        if call.args.get(f"probe{i}"):
+            try:
+                out[f"values{i}"] = check_output(fn(*cols, _readonly(P[0])), m)
+            except Exception:  # noqa: BLE001 - reported: the trusted side decides what it means
+                out[f"values{i}"] = np.full(m, np.nan)
+                failed[i] = 1.0
+        else:
+            out[f"values{i}"] = check_output(fn(*cols, _readonly(P[0])), m)
+    out["failed"] = failed
+    return Reply(True, out)
 
 
 def _batch(fn: Callable[..., Any], cols: list[np.ndarray], P: np.ndarray, m: int) -> Reply:
