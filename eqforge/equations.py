@@ -12,7 +12,10 @@ splits), ``equation`` (the fitted closed form, constants to 6 digits), ``sympy_f
 (full-precision sympy expression), ``latex``, ``program``, ``score`` (eqforge's score:
 −MSE on train, as in the run's records), ``front_score`` (PySR's ``score``:
 −Δlog(loss)/Δcomplexity against the next simpler law on the front), ``pareto``,
-``variants`` (programs stating this law), ``id`` (the sample), ``params``.
+``variants`` (programs stating this law), ``id`` (the sample), ``params``,
+``law_status`` and ``verification``: whether the closed form predicts what the sandbox
+scored on the training rows (``verified``), does not (``unverified``: its ``equation`` is
+marked, and nothing computes it as the law) or could not be checked (``unknown``).
 
 ``select`` implements the ``model_selection`` rules: ``"accuracy"`` (lowest loss),
 ``"score"`` (highest ``front_score``) and ``"best"`` (PySR's default: the highest
@@ -22,6 +25,7 @@ splits), ``equation`` (the fitted closed form, constants to 6 digits), ``sympy_f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,12 +33,13 @@ import pandas as pd
 
 from eqforge.evaluator.analysis import Entry, SymbolicWorker, analyse_run, pareto_front
 from eqforge.evaluator.analysis.laws import Law, group_laws, law_key
+from eqforge.evaluator.analysis.run import simplify_entry, verify_entry
 
 SELECTIONS = ("best", "accuracy", "score")
 # Losses below this fraction of the target's variance are fitting noise (two exact laws differ
 # there by rounding alone): they count as equal on the front and in the selection rules.
 NOISE_NMSE = 1e-14
-SIMPLIFY_TIMEOUT = 3.0
+UNVERIFIED_MARK = "[unverified] "
 SPLIT_COLUMNS = {"train": "nmse_train", "test_id": "nmse_test_id", "test_ood": "nmse_test_ood"}
 
 
@@ -83,9 +88,15 @@ def _merge(laws: list[Law[Entry]], names: list[str]) -> list[Law[Entry]]:
     return out
 
 
+Predict = Callable[[str, list[float]], "dict[str, Any] | None"]
+
+
 def distinct_laws(records: list[Any], names: list[str], loss: _Floor, *, top: int = 10,
-                  budget: float = 30.0) -> tuple[list[Law[Entry]], set[str]]:
-    """The laws to show (the front and the ``top`` best by score) and the front's ids."""
+                  budget: float = 60.0, predict: Predict | None = None,
+                  X: Any = None) -> tuple[list[Law[Entry]], set[str]]:
+    """The laws to show (the front and the ``top`` best by score) and the front's ids;
+    with ``predict`` (the sandbox's) and the training inputs ``X``, each shown law's
+    closed form is verified against the sandbox's predictions."""
     with SymbolicWorker() as worker:
         analysis = analyse_run(records, names, budget=budget, show=0, worker=worker)
         laws = _laws(analysis.entries, names)
@@ -98,34 +109,41 @@ def distinct_laws(records: list[Any], names: list[str], loss: _Floor, *, top: in
 
         shown, _ = pick(laws)
         for law in shown:
-            e = law.entry
-            cf = e.closed_form
-            if cf is not None and cf.ok and not cf.simplified:
-                better = worker.call("simplify", cf, e.params, timeout=SIMPLIFY_TIMEOUT)
-                if better is not None:
-                    e.closed_form = better
+            simplify_entry(law.entry, names, worker)
         shown, front = pick(_merge(shown, names))
+        if predict is not None and X is not None:
+            def reference(e: Entry) -> np.ndarray | None:
+                preds = predict(e.program, list(e.params or []))
+                return None if not preds or "train" not in preds else np.asarray(preds["train"])
+
+            for law in shown:
+                verify_entry(law.entry, names, worker, reference, np.asarray(X, float))
     return shown, {w.entry.id for w in front}
 
 
 def equations_table(records: list[Any], problem: Any, *, top: int = 10,
-                    budget: float = 30.0) -> pd.DataFrame:
-    """The DataFrame described in the module doc (empty, with its columns, if nothing is valid)."""
+                    budget: float = 60.0, predict: Predict | None = None) -> pd.DataFrame:
+    """The DataFrame described in the module doc (empty, with its columns, if nothing is
+    valid). ``predict``: the sandbox's predictions of a program (``Evaluator.predict``),
+    to verify closed forms with; without it ``law_status`` is ``unknown``."""
     names = list(problem.input_names)
     splits = [s for s in SPLIT_COLUMNS if problem.split(s) is not None]
     loss = _Floor(float(np.var(problem.train.y)))
-    shown, front_ids = distinct_laws(records, names, loss, top=top, budget=budget)
+    shown, front_ids = distinct_laws(records, names, loss, top=top, budget=budget,
+                                     predict=predict, X=problem.train.X)
     front_scores = _front_scores([w for w in shown if w.entry.id in front_ids], loss)
     rows = []
     for law in shown:
         e = law.entry
         cf = e.closed_form
         ok = cf is not None and cf.ok
+        status = e.law_status or "unknown"
+        mark = UNVERIFIED_MARK if ok and status == "unverified" else ""
         row: dict[str, Any] = {
             "complexity": e.complexity,
             "loss": _mse(e),
             **{SPLIT_COLUMNS[s]: e.nmse.get(s) for s in splits},
-            "equation": cf.text if ok else "",
+            "equation": mark + cf.text if cf is not None and ok else "",
             "sympy_format": cf.fitted if ok else None,
             "latex": cf.latex if ok else "",
             "program": e.program,
@@ -136,11 +154,14 @@ def equations_table(records: list[Any], problem: Any, *, top: int = 10,
             "id": e.id,
             "params": list(e.params or []),
             "no_closed_form": "" if ok else (cf.reason if cf is not None else "not analysed"),
+            "law_status": status if ok else "",
+            "verification": (e.verification.detail if e.verification is not None else
+                             "not checked") if ok else "",
         }
         rows.append(row)
     columns = ["complexity", "loss", *(SPLIT_COLUMNS[s] for s in splits), "equation",
                "sympy_format", "latex", "program", "score", "front_score", "pareto",
-               "variants", "id", "params", "no_closed_form"]
+               "variants", "id", "params", "no_closed_form", "law_status", "verification"]
     df = pd.DataFrame(rows, columns=columns)
     df["complexity"] = df["complexity"].astype("Int64")
     for col in ("loss", "score", "front_score", *(SPLIT_COLUMNS[s] for s in splits)):

@@ -2,10 +2,13 @@
 
 ``EquationRegressor(llm=..., samples=...).fit(X, y)`` runs the same discovery loop, sandbox
 and run records as ``eqforge run`` (it calls ``api.discover``), then reads the run back as
-``equations_``, a pandas table of distinct laws (``eqforge.equations``). Everything a
-caller runs afterwards is trusted: ``predict`` and the numpy / JAX / PyTorch exports
-evaluate the closed form built from the program's AST (``eqforge.export``), and a program
-without one is predicted by the sandbox, never executed in this process.
+``equations_``, a pandas table of distinct laws (``eqforge.equations``). Every closed form
+there is checked against the sandbox's predictions of its program on the training rows
+(``law_status``): only a ``verified`` law is what was scored. Everything a caller runs
+afterwards is trusted: ``predict`` and the numpy / JAX / PyTorch exports evaluate a
+verified closed form built from the program's AST (``eqforge.export``); a program without
+one, or whose closed form is unverified, is predicted by the sandbox (never executed in
+this process) and not exported (a one-line ``ExportError`` says why).
 
 The problem is written into the run directory (``<run_dir_>/problem``), so a fitted model's
 run can be reported (``eqforge report``), resumed (``eqforge run --resume``) and
@@ -367,12 +370,23 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         self.config_ = plan["config"]
         self.variable_names_ = list(self.problem_.input_names)
         records = RunDir(run_dir).read_samples()
-        self.equations_ = eqtable.equations_table(records, self.problem_)
+        self.equations_ = self._table(records)
         self._compiled: dict[tuple[str, str], Any] = {}
         if self.equations_.empty:
             raise EqforgeError(f"no valid equation was found; see {run_dir / 'samples.jsonl'} for "
                                "why each sample failed")
         return self
+
+    def _table(self, records: list[Any]) -> pd.DataFrame:
+        """The equation table, each closed form verified against the sandbox's predictions."""
+        from eqforge.evaluator.evaluate import Evaluator
+
+        try:
+            with Evaluator(self.problem_, self.config_.evaluator.model_copy(update={"workers": 1})) as ev:
+                return eqtable.equations_table(records, self.problem_, predict=ev.predict)
+        except EqforgeError as exc:  # no sandbox: closed forms stay unchecked ("unknown")
+            log.warning("could not verify closed forms in the sandbox: %s", exc)
+            return eqtable.equations_table(records, self.problem_)
 
     # -- results ----------------------------------------------------------------------------------
     def _index(self, index: int | None) -> int:
@@ -392,23 +406,40 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         return self.equations_.loc[self._index(index)]
 
     def sympy(self, index: int | None = None) -> Any:
-        """The fitted law as a sympy expression (full-precision constants)."""
+        """The fitted law as a sympy expression (full-precision constants); refused for a
+        closed form that does not reproduce the scored program."""
         row = self.get_best(index)
         if row["sympy_format"] is None:
             raise ExportError(f"equation {self._index(index)} has no closed form "
                               f"({row['no_closed_form']})")
+        if row.get("law_status") == "unverified":
+            raise ExportError(self._unverified(index, row))
         return row["sympy_format"]
 
     def latex(self, index: int | None = None) -> str:
-        """The fitted law in LaTeX (constants to 6 significant digits)."""
+        """The fitted law in LaTeX (constants to 6 significant digits), marked
+        ``[unverified]`` when it does not reproduce the scored program."""
         row = self.get_best(index)
         if not row["latex"]:
             raise ExportError(f"equation {self._index(index)} has no closed form "
                               f"({row['no_closed_form']})")
+        if row.get("law_status") == "unverified":
+            return r"	ext{[unverified]}\; " + str(row["latex"])
         return str(row["latex"])
 
+    def _unverified(self, index: int | None, row: pd.Series) -> str:
+        return (f"equation {self._index(index)}'s closed form is {row.get('law_status') or 'unknown'}"
+                f" ({row.get('verification') or 'not checked'}); predict() evaluates its "
+                "program in the sandbox instead")
+
     def _law(self, index: int | None) -> Law:
+        """The law to export: only a closed form verified against the sandbox."""
         row = self.get_best(index)
+        if row["sympy_format"] is None:
+            raise ExportError(f"equation {self._index(index)} has no closed form "
+                              f"({row['no_closed_form']}); predict() evaluates it in the sandbox")
+        if row.get("law_status") != "verified":
+            raise ExportError(self._unverified(index, row))
         return law_from_program(row["program"], self.variable_names_, row["params"])
 
     def numpy(self, index: int | None = None) -> Any:
@@ -424,8 +455,9 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         return torch_module(self._law(index))
 
     def predict(self, X: Any, index: int | None = None) -> np.ndarray:
-        """Predictions of the selected (or ``index``-th) law: its closed form compiled with
-        ``sympy.lambdify``, or, for a program without one, the sandbox's evaluation."""
+        """Predictions of the selected (or ``index``-th) law: its verified closed form
+        compiled with ``sympy.lambdify``, or else (no closed form, or one that does not
+        reproduce the scored program) the sandbox's evaluation of the program."""
         check_is_fitted(self, "equations_")
         Xa = validate_data(self, X, reset=False, dtype=np.float64)
         i = self._index(index)
@@ -434,10 +466,9 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         fn = self._compiled.get(key)
         if fn is None:
             try:
-                fn = numpy_callable(law_from_program(row["program"], self.variable_names_,
-                                                     row["params"]))
+                fn = numpy_callable(self._law(i))
             except ExportError:
-                fn = False  # no closed form: the sandbox predicts
+                fn = False  # no verified closed form: the sandbox predicts
             self._compiled[key] = fn
         if fn is not False:
             return fn(Xa)

@@ -1,7 +1,12 @@
 """A fitted law as code the caller may run: numpy, JAX and PyTorch callables.
 
 The law comes from the program's AST (``evaluator.analysis``), never from executing the
-program, so these callables are safe to run in the caller's process. The skeleton keeps its
+program, so these callables are safe to run in the caller's process. The conversion runs in
+the analysis' helper process under a deadline (a hostile program cannot hang the caller),
+and what it returns is bounded in size (nodes, float-like numbers), which bounds the
+``lambdify`` here. Callers export only a *verified* law (one whose predictions match the
+sandbox's on the scored rows, ``EquationRegressor`` checks that); ``law_from_program``
+alone does not verify. The skeleton keeps its
 constants as symbols and the fitted values are passed in at call time, which makes the
 numpy form bit-faithful to the fitted params, the JAX form differentiable in its
 parameters and the PyTorch module's constants trainable (``torch.nn.Parameter``), as
@@ -19,7 +24,11 @@ import numpy as np
 import sympy as sp
 
 from eqforge.errors import EqforgeError
-from eqforge.evaluator.analysis import closed_form, input_symbols
+from eqforge.evaluator.analysis import SymbolicWorker, input_symbols
+from eqforge.evaluator.analysis.worker import timeout_form
+
+#: deadline of the conversion (retried once, four times longer)
+CONVERT_TIMEOUT = 5.0
 
 
 class ExportError(EqforgeError, ValueError):
@@ -35,6 +44,8 @@ class Law:
     constants: tuple[sp.Symbol, ...]
     values: tuple[float, ...]
 
+    text: str = ""  # the printed fitted law (printed in the helper process)
+
     @property
     def fitted(self) -> sp.Expr:
         return self.skeleton.xreplace({c: sp.Float(v) for c, v in zip(self.constants, self.values,
@@ -44,11 +55,15 @@ class Law:
 def law_from_program(program: str, input_names: list[str], params: list[float] | None,
                      ) -> Law:
     """The program's law (AST to sympy); ``ExportError`` with the reason when it has none."""
-    cf = closed_form(program, input_names, list(params) if params else None)
+    with SymbolicWorker() as worker:
+        cf = worker.call_retry("convert", program, input_names, list(params) if params else None,
+                               timeout=CONVERT_TIMEOUT)
+        if cf is None:
+            cf = timeout_form(CONVERT_TIMEOUT * 4, worker)
     if not cf.ok or cf.skeleton is None:
-        raise ExportError(f"this equation has no closed form ({cf.reason}"
-                          f"{': ' + cf.detail if cf.detail else ''}); it can only be evaluated "
-                          "in the sandbox (predict does that)")
+        detail = (": " + cf.detail.splitlines()[0][:200]) if cf.detail else ""
+        raise ExportError(f"this equation has no closed form ({cf.reason}{detail}); it can "
+                          "only be evaluated in the sandbox (predict does that)")
     inputs = tuple(input_symbols(input_names)[n] for n in input_names)
     consts = sorted(cf.skeleton.free_symbols - set(inputs), key=lambda s: _index(s))
     values = []
@@ -57,7 +72,7 @@ def law_from_program(program: str, input_names: list[str], params: list[float] |
         if params is None or i >= len(params):
             raise ExportError(f"constant {c} has no fitted value")
         values.append(float(params[i]))
-    return Law(cf.skeleton, inputs, tuple(consts), tuple(values))
+    return Law(cf.skeleton, inputs, tuple(consts), tuple(values), cf.text)
 
 
 def _index(s: sp.Symbol) -> int:
@@ -154,7 +169,7 @@ def torch_module(law: Law) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.constants = torch.nn.Parameter(torch.tensor(law.values, dtype=torch.float64))
-            self.expression = str(law.fitted)
+            self.expression = law.text
             self._index = {s: i for i, s in enumerate(law.inputs)}
             self._consts = {s: i for i, s in enumerate(law.constants)}
 

@@ -165,10 +165,10 @@ def analyse_run(records: list[Any], input_names: list[str], *, ground_truth: str
         result.pareto = pareto_front(result.entries, lambda e: e.complexity, lambda e: e.loss)
         shown = list({e.id: e for e in [*result.entries[:show], *result.pareto]}.values())
         for e in shown:
-            _simplify(e, input_names, worker)
+            simplify_entry(e, input_names, worker)
         if reference is not None and X is not None:
             for e in shown:
-                _verify(e, input_names, worker, reference, X)
+                verify_entry(e, input_names, worker, reference, X)
         if ground_truth:
             for e in shown:
                 e.recovery = _recover(e, ground_truth, input_names, worker)
@@ -194,7 +194,7 @@ def _convert(result: RunAnalysis, names: list[str], worker: SymbolicWorker,
             result.not_convertible[cf.reason or "?"] += 1
 
 
-def _simplify(e: Entry, names: list[str], worker: SymbolicWorker) -> None:
+def simplify_entry(e: Entry, names: list[str], worker: SymbolicWorker) -> None:
     cf = e.closed_form
     if cf is None or not cf.ok or cf.simplified:
         return
@@ -206,7 +206,7 @@ def _simplify(e: Entry, names: list[str], worker: SymbolicWorker) -> None:
         log.info("simplifying %s ran out of time; shown as written", e.id)
 
 
-def _verify(e: Entry, names: list[str], worker: SymbolicWorker, reference: Reference,
+def verify_entry(e: Entry, names: list[str], worker: SymbolicWorker, reference: Reference,
             X: np.ndarray) -> None:
     written, shown = e.written_form, e.closed_form
     if written is None or not written.ok or written.fitted is None:
