@@ -125,6 +125,9 @@ class LLMConfig(_Frozen):
     cache: bool = Field(True, description="the response cache (~/.cache/eqforge/responses, or $EQFORGE_CACHE_DIR)")
     cache_dir: str | None = Field(None, description="response cache folder", json_schema_extra={"flag": None})
     prices: str | None = Field(None, description="price table (TOML, USD per 1M tokens) extending the built-in one")
+    max_response_chars: int = Field(
+        65_536, ge=1024, le=16_777_216, description="characters kept of each model answer before it is parsed "
+        "(the rest is dropped; the sample records response_truncated)")
 
 
 class EvaluatorConfig(_Frozen):

@@ -10,6 +10,9 @@ Open reasoning models (DeepSeek-R1 distills, Qwen3 in thinking mode, QwQ) write 
 must win, so ``split_reasoning`` drops traces before anything else looks at the text: closed
 traces, a trace whose opening tag the chat template already wrote (only ``</think>`` in the
 text), and an unterminated one (the model ran out of tokens while thinking).
+
+Every step is linear in the answer's length (``prompts/scanning.py``): answers arrive on the
+event loop, and one that never closes a fence, a tag or a bracket must not stall the run.
 """
 
 from __future__ import annotations
@@ -23,31 +26,11 @@ from dataclasses import dataclass
 from eqforge.problems.entry import ENTRY, versioned
 from eqforge.problems.spec import ProblemSpec
 from eqforge.prompts.prompt import BODY_ENDS
+from eqforge.prompts.scanning import MAX_AST_DEPTH, fences, line_starts_with, parse_prefix, safe_parse, split_reasoning
 
-_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+__all__ = ["Extracted", "extract_program", "normalize", "program_key", "reasoning_record", "split_reasoning"]
+
 _VERSION_RE = re.compile(rf"^{ENTRY}(?:_v(\d+))?$")
-_TAGS = r"(?:think|thinking|reasoning)"
-_TRACE_RE = re.compile(rf"<{_TAGS}>(.*?)</{_TAGS}>", re.S | re.I)
-_OPEN_RE = re.compile(rf"<{_TAGS}>", re.I)
-_CLOSE_RE = re.compile(rf"</{_TAGS}>", re.I)
-
-
-def split_reasoning(text: str) -> tuple[str, str]:
-    """``(answer, trace)``: the response without its reasoning traces, and the traces."""
-    if not text or "<" not in text:
-        return text, ""
-    traces = [m.group(1) for m in _TRACE_RE.finditer(text)]
-    answer = _TRACE_RE.sub("", text)
-    closes = list(_CLOSE_RE.finditer(answer))
-    if closes:  # the opening tag was part of the prompt (chat template): all before is trace
-        last = closes[-1]
-        traces.insert(0, answer[: last.start()])
-        answer = answer[last.end() :]
-    opened = _OPEN_RE.search(answer)
-    if opened:  # unterminated: the model stopped while still thinking
-        traces.append(answer[opened.end() :])
-        answer = answer[: opened.start()]
-    return answer, "".join(traces)
 
 
 @dataclass(frozen=True)
@@ -64,21 +47,7 @@ class Extracted:
 
 
 def _code_blocks(text: str) -> list[str]:
-    blocks = [m.group(2) for m in _FENCE_RE.finditer(text)]
-    return [b for b in blocks if b.strip()]
-
-
-def _longest_parsable_prefix(source: str) -> str | None:
-    """Drop trailing lines until the source parses (LLM-SR's trimming, generalised)."""
-    lines = source.rstrip().splitlines()
-    while lines:
-        candidate = "\n".join(lines) + "\n"
-        try:
-            ast.parse(candidate)
-            return candidate
-        except SyntaxError:
-            lines.pop()
-    return None
+    return [f.body for f in fences(text) if f.body.strip()]
 
 
 def _body_to_function(body: str, header: str) -> str | None:
@@ -102,7 +71,7 @@ def _body_to_function(body: str, header: str) -> str | None:
                 break
         kept.append(line)
     text = textwrap.indent(textwrap.dedent("\n".join(kept)), "    ")
-    return _longest_parsable_prefix(f"{header}\n{text}")
+    return parse_prefix(f"{header}\n{text}")
 
 
 def _functions(tree: ast.Module) -> list[ast.FunctionDef]:
@@ -143,13 +112,14 @@ def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None)
     header = f"def {ENTRY}({', '.join(spec.input_names)}, params):"
     candidates = _code_blocks(text) or [text]
     # Prefer a block that defines an equation function.
-    candidates.sort(key=lambda b: 0 if re.search(rf"^\s*def {ENTRY}", b, re.M) else 1)
+    candidates.sort(key=lambda b: 0 if line_starts_with(b, f"def {ENTRY}") else 1)
     source = candidates[0]
     first = next((ln for ln in source.splitlines() if ln.strip()), "")
     if first[:1].isspace() or not re.search(r"^def \w+\s*\(", source, re.M):
         fn = _body_to_function(source, header)
         if fn is None:
-            return Extracted(None, "parse:syntax", "no parsable function body in the response")
+            return Extracted(None, "parse:syntax", "no parsable function body in the response "
+                             f"(or one nested deeper than {MAX_AST_DEPTH})")
         source = fn
     else:
         # Keep from the first top-level statement that can start a module (import/def).
@@ -157,11 +127,13 @@ def extract_program(text: str, spec: ProblemSpec, *, version: int | None = None)
         start = re.search(r"^(?:import |from |def |@)", source, re.M)
         if start:
             source = source[start.start() :]
-        parsed = _longest_parsable_prefix(source)
+        parsed = parse_prefix(source)
         if parsed is None:
             return Extracted(None, "parse:syntax", "the code does not parse")
         source = parsed
-    tree = ast.parse(source)
+    tree = safe_parse(source)
+    if tree is None:  # parse_prefix checked it; kept for the type checker
+        return Extracted(None, "parse:syntax", f"the code does not parse (or nests deeper than {MAX_AST_DEPTH})")
     target = _select(tree, version)
     if target is None:
         return Extracted(None, "parse:no-equation", f"no function named {ENTRY} or {ENTRY}_vN")
@@ -215,11 +187,13 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 def normalize(code: str) -> str:
     """Source with comments, docstrings, type hints' formatting and whitespace normalised."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return "\n".join(line.rstrip() for line in code.strip().splitlines())
-    return ast.unparse(_strip_docstrings(tree))
+    tree = safe_parse(code)
+    if tree is not None:
+        try:
+            return ast.unparse(_strip_docstrings(tree))
+        except (RecursionError, ValueError):  # a tree the unparser cannot print: compare as text
+            pass
+    return "\n".join(line.rstrip() for line in code.strip().splitlines())
 
 
 def program_key(code: str) -> str:

@@ -91,6 +91,7 @@ def wrap_backend(backend: LLMBackend, llm: LLMConfig | None = None, *, require_p
 
     ``require_price``: refuse a priced model with no known price (a ``--max-cost`` budget
     that could never trigger is worse than none)."""
+    from eqforge.agents.llm.bounded import CappedBackend
     from eqforge.agents.llm.cache import CachedBackend, ResponseCache
     from eqforge.agents.llm.pricing import PricedBackend, PriceTable
 
@@ -99,7 +100,8 @@ def wrap_backend(backend: LLMBackend, llm: LLMConfig | None = None, *, require_p
     if llm.cache and backend.cacheable:
         # outside the prices: entries keep what a response cost; a cache hit costs 0
         out = CachedBackend(out, ResponseCache(llm.cache_dir))
-    return out
+    # outside the cache: the cache keeps what was sent; every reader sees at most the cap
+    return CappedBackend(out, llm.max_response_chars)
 
 
 def _close_quietly(backend: LLMBackend) -> None:
