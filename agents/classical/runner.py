@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from eqforge.agents.classical import gp, sindy
 from eqforge.agents.classical.expr import to_program
 from eqforge.agents.classical.spec import ClassicalSpec, parse_classical
@@ -59,7 +61,9 @@ async def run_classical(problem: Problem, config: Config, recorder: RunDir, *, p
         stats.add(rec)
     progress.start(stats)
     wall0, cpu0 = time.monotonic(), time.process_time()
-    X, y = problem.train.X, problem.train.y
+    # writable contiguous float64 copies: pyoperon's bindings refuse read-only or strided arrays
+    X = np.array(problem.train.X, dtype=np.float64, order="C", copy=True)
+    y = np.array(problem.train.y, dtype=np.float64, order="C", copy=True)
     models = await asyncio.to_thread(SEARCHERS[spec.kind], X, y, spec.options, seed=config.run.seed,
                                      max_seconds=config.run.max_seconds, max_models=config.run.samples)
     fit_wall, fit_cpu = time.monotonic() - wall0, time.process_time() - cpu0
