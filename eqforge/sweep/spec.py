@@ -7,7 +7,7 @@ A sweep file is TOML::
     seeds = [0, 1, 2]
     problems = ["oscillator1", "feynman-I.1*", "lsrbench:/data/lsrbench#phys*", "my_problem/"]
     strategies = ["llmsr", "residuals"]
-    llms = ["terms:", "openai:gpt-4o-mini",
+    llms = ["terms:", "sindy:", "operon:", "openai:gpt-4o-mini",
             "openai-compatible@http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct"]
     [overrides]                   # any Config section/key, applied to every run
     evaluator = { timeout = 10 }
@@ -207,9 +207,15 @@ def check_llm(spec: str, backend: dict[str, Any]) -> None:
     from eqforge.config import BackendConfig
 
     kind = spec.partition(":")[0]
+    from eqforge.agents.classical import is_classical, parse_classical
+
+    if is_classical(spec):  # a classical searcher: its options, and whether its extra is installed
+        parse_classical(spec)
+        return
     if kind not in KNOWN:
         raise ConfigError(f"llm {spec!r}: unknown kind {kind!r}; use one of: "
-                          + ", ".join(f"{k}:…" for k in KNOWN) + ", openai-compatible@URL#MODEL")
+                          + ", ".join(f"{k}:…" for k in KNOWN)
+                          + ", openai-compatible@URL#MODEL, sindy:, operon:, gplearn:")
     if kind in ("local", "vllm"):
         return  # loading a model to check its name would cost minutes; the run reports it
     make_backend(BackendConfig(spec=spec, **backend))
