@@ -13,8 +13,10 @@ Unix socket from its zygote:
 
 Every child is forked from the same clean factory, so the process that makes the scored
 predictions shares no memory with the one that ran while the constants were fitted; each
-gets its own uid (when the kernel grants uid changes), its own IPC namespace, and the
-zygote starts the scoring child only after the fitting one is reaped.
+gets its own uid (when the kernel grants uid changes), its own IPC namespace, its own open
+file descriptions (fresh pipes from the zygote, a /dev/null opened in the child — none
+shared with the factory, a sibling or the scoring process), and the zygote starts the
+scoring child only after the fitting one is reaped.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import socket
 import sys
 from typing import Any
 
-from eqforge.sandbox import messages, protocol, runtime, seccomp
+from eqforge.sandbox import guard, messages, protocol, runtime, seccomp
 
 CLONE_NEWIPC = 0x08000000
 
@@ -56,9 +58,9 @@ class Factory:
         for cols in self.inputs.values():
             for c in cols:
                 c.flags.writeable = False
-        self.gate = runtime.ModuleGate(tuple(setup.allowed_imports))
+        self.gate = guard.ModuleGate(tuple(setup.allowed_imports))
         self.memory = setup.memory_bytes if setup.address_space_limit else None
-        self.filter = seccomp.Filter() if seccomp_ok else None
+        self.filter = seccomp.Filter() if seccomp_ok and setup.seccomp else None
         gc.collect()
         gc.freeze()
 
@@ -121,6 +123,11 @@ class Factory:
     def _child(self, spawn: messages.Spawn, fds: list[int], plan: list[tuple[int, int]]) -> None:
         req_r, rep_w, out_w, viol_w = fds
         os.setpgid(0, 0)
+        # Descriptors of its own: its output pipe on 1 and 2, a /dev/null opened here on 0
+        # (never the factory's: a flag such as O_NONBLOCK set on a shared open file
+        # description would be seen by the next candidate), its three pipes, nothing else.
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
         keep = sorted({req_r, rep_w, viol_w})
@@ -130,7 +137,13 @@ class Factory:
             low = fd + 1
         os.closerange(low, 1 << 16)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        arm = None
+        violations: list[str] | None = None
+        failure: messages.Reply | None = None
+        code_obj = None
+        try:
+            code_obj = marshal.loads(spawn.code)  # compiled by the zygote; loaded before the hook
+        except BaseException as exc:  # noqa: BLE001 - a result, reported on the first call
+            failure = runtime.failure_reply(exc)
         if self.setup.harden:
             runtime.set_oom_score(1000)
             runtime.set_limits(plan)
@@ -145,15 +158,15 @@ class Factory:
             except OSError:
                 os._exit(72)
             if self.setup.audit_hook:
-                arm = runtime.install_audit_hook(viol_w)
+                # Armed from here on; it lets exactly this code object be executed.
+                violations = runtime.install_audit_hook(viol_w, (code_obj,) if code_obj is not None else ())
         runner = self.runners[spawn.runner]
-        failure: messages.Reply | None = None
         fn = None
-        try:
-            code_obj = marshal.loads(spawn.code)
-            fn = runtime.load_candidate(code_obj, spawn.entry, tuple(self.setup.allowed_imports), arm)
-        except BaseException as exc:  # noqa: BLE001 - anything the module body raises is a result
-            failure = runtime.failure_reply(exc)
+        if code_obj is not None:
+            try:
+                fn = guard.load_candidate(code_obj, spawn.entry, tuple(self.setup.allowed_imports), violations)
+            except BaseException as exc:  # noqa: BLE001 - anything the module body raises is a result
+                failure = runtime.failure_reply(exc)
         state: dict[str, Any] = {}
         while True:
             frame = protocol.read_frame(req_r)
@@ -167,7 +180,6 @@ class Factory:
                     reply = runner(fn, self.inputs, call, state)
                 except BaseException as exc:  # noqa: BLE001 - anything a candidate raises is a result
                     reply = runtime.failure_reply(exc)
-            violations = getattr(arm, "violations", None)
             if violations:
                 # The candidate tried something forbidden and swallowed the refusal.
                 reply = messages.Reply(False, reason="policy:runtime",

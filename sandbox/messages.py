@@ -18,7 +18,7 @@ Two boundaries, two encodings:
 * **main process ↔ zygote ↔ factory** (all trusted, none runs candidate code): ``Setup``,
   ``TrustedData``, ``Job``, ``Outcome`` and the factory's ``Spawn``/``Reap``, pickled by
   ``protocol``. The sandbox reads only these fields; what the evaluator puts in ``options``
-  and ``payload`` is the evaluator's business.
+  and ``payload`` is the evaluator's business, typed there (``evaluator.fit_job``).
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ class Setup:
     harden: bool = True
     isolate_network: bool = True
     audit_hook: bool = True  # off only in tests that show what the kernel layers hold alone
+    seccomp: bool = True  # off only in tests that show what the other layers hold alone
     warmup: str | None = None  # a driver-side "module:function" run once, in the zygote
     version: int = VERSION
 
@@ -260,7 +261,7 @@ class Job:
     entry: str
     runner: str
     driver: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: object = None  # the driver's own job description (frozen, picklable); never read here
     op: str = "run"
     args: Mapping[str, bool | int | float | str] = field(default_factory=dict)
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -275,7 +276,7 @@ class Outcome:
     ok: bool
     reason: str = ""
     detail: str = ""
-    payload: Mapping[str, Any] = field(default_factory=dict)
+    payload: Mapping[str, Any] = field(default_factory=dict)  # the driver's result, e.g. a TypedDict
     output: str = ""
     seconds: float = 0.0
     cpu: float = 0.0

@@ -2,7 +2,8 @@
 
 An equation needs arithmetic, numpy/math functions and perhaps a helper function. It never
 needs I/O, introspection, dunder attributes, dynamic code or global state, so those are
-rejected with a ``policy:<rule>`` reason before any code executes. The policy is data
+rejected with a ``policy:<rule>`` reason before any code executes. The syntax itself is an
+allowlist (``ALLOWED_NODES``): a form not reviewed for what it can reach is refused. The policy is data
 (a pydantic model) so a problem can widen it, e.g. allow another import.
 """
 
@@ -56,6 +57,28 @@ DENIED_ATTRIBUTES = (
 
 
 _DUNDER_TEXT = re.compile(r"__[A-Za-z]\w*__")
+
+# The syntax an equation may use: an allowlist, so a form added to Python later (or one not
+# reviewed, like ``match`` statements, whose class patterns read attributes by name) is
+# refused as ``policy:syntax-form`` until it has been reviewed and listed here. Forms with
+# a rule of their own (``global``, classes, async code, generators) are in ``_RULED``.
+ALLOWED_NODES: frozenset[type] = frozenset({
+    ast.Module, ast.FunctionDef, ast.Return, ast.Delete, ast.Assign, ast.AugAssign, ast.AnnAssign,
+    ast.For, ast.While, ast.If, ast.With, ast.Raise, ast.Try, ast.Assert, ast.Import, ast.ImportFrom,
+    ast.Expr, ast.Pass, ast.Break, ast.Continue,
+    ast.BoolOp, ast.NamedExpr, ast.BinOp, ast.UnaryOp, ast.Lambda, ast.IfExp, ast.Dict, ast.Set,
+    ast.ListComp, ast.SetComp, ast.DictComp, ast.Compare, ast.Call, ast.FormattedValue, ast.JoinedStr,
+    ast.Constant, ast.Attribute, ast.Subscript, ast.Starred, ast.Name, ast.List, ast.Tuple, ast.Slice,
+    ast.Load, ast.Store, ast.Del, ast.And, ast.Or,
+    ast.Add, ast.Sub, ast.Mult, ast.MatMult, ast.Div, ast.Mod, ast.Pow, ast.LShift, ast.RShift,
+    ast.BitOr, ast.BitXor, ast.BitAnd, ast.FloorDiv, ast.Invert, ast.Not, ast.UAdd, ast.USub,
+    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Is, ast.IsNot, ast.In, ast.NotIn,
+    ast.comprehension, ast.ExceptHandler, ast.arguments, ast.arg, ast.keyword, ast.alias, ast.withitem,
+})
+_RULED: frozenset[type] = frozenset({
+    ast.Global, ast.Nonlocal, ast.ClassDef, ast.AsyncFunctionDef, ast.Await, ast.Yield, ast.YieldFrom,
+    ast.GeneratorExp,
+})
 
 
 class Policy(BaseModel):
@@ -199,6 +222,16 @@ class _Checker(ast.NodeVisitor):
         # Generator expressions expose gi_frame; list comprehensions do the same job.
         self.flag("generator", "generator expressions are not allowed; use a list", node)
 
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> None:
+        # f"{x:.3f}" is fine; a spec computed from expressions (f"{x:{y}}") is not reviewed.
+        spec = node.format_spec
+        if spec is not None and not (
+            isinstance(spec, ast.JoinedStr) and all(isinstance(v, ast.Constant) for v in spec.values)
+        ):
+            self.flag("syntax-form", "a format spec computed from expressions", node)
+            return
+        self.generic_visit(node)
+
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, bool | int | float | complex):
             self.literals += 1
@@ -267,6 +300,11 @@ def _check_tree(tree: ast.Module, policy: Policy) -> Violation | None:
             | ast.AnnAssign
         ):
             return Violation("toplevel", f"{type(node).__name__} at module level", node.lineno)
+    for node in ast.walk(tree):
+        kind = type(node)
+        if kind not in ALLOWED_NODES and kind not in _RULED:
+            return Violation("syntax-form", f"{kind.__name__} is not allowed in equations",
+                             getattr(node, "lineno", 0))
     checker = _Checker(policy)
     for node in ast.walk(tree):  # docstrings are documentation, not data
         body = getattr(node, "body", None)

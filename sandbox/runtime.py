@@ -9,34 +9,27 @@ and the child, before any candidate code exists in it:
   included, can be named any more), drops to an unprivileged uid of its own (so
   ``RLIMIT_NPROC`` = 0 forbids any new process, and the zygote, the main process and other
   candidates cannot be signalled or ptraced), and asks to be killed if the zygote dies;
-* installs an audit hook that refuses I/O, processes, sockets, imports, dynamic code and
+* installs the seccomp filter (``seccomp``: an allowlist of system calls);
+* installs an audit hook, armed for good from that moment (no switch exists, so candidate
+  code cannot turn it off), that refuses I/O, processes, sockets, imports, dynamic code and
   the introspection events CPython reports (``sys._getframe``, ``object.__getattr__`` for
-  ``__code__``/``tb_frame``/``gi_frame``, ``gc.*``), and records every refusal so that a
-  candidate which swallows the exception still fails with ``policy:runtime``;
-* runs the module body with restricted builtins and a guarded ``__import__``. The code was
-  compiled beforehand by the zygote (``compile_source``: compiling never executes), after
-  every attribute read ``a.b`` was rewritten into a guarded lookup that refuses modules
-  outside the allowlist (numpy and scipy keep references to ``inspect``, ``operator``,
-  ``warnings``… that the static policy cannot see by name), frames, code objects,
-  tracebacks, ctypes/cffi handles and the escape builtins;
-* hands the resulting function to the trusted runner (the evaluator's fitter, or
-  ``scoring.predict``).
+  ``__code__``/``tb_frame``/``gi_frame``, ``gc.*``), and records every refusal on a pipe
+  the zygote reads, so that a candidate which swallows the exception still fails with
+  ``policy:runtime``;
+* runs the module body under the attribute guard (``guard``) and hands the resulting
+  function to the trusted runner (the evaluator's ``predict.serve``).
 
 Failures become ``CandidateFailure(reason, detail)``.
 """
 
 from __future__ import annotations
 
-import ast
-import builtins
 import ctypes
 import importlib
-import math
 import os
 import resource
 import sys
 import types
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,48 +48,6 @@ class SandboxViolation(PermissionError):
     """Raised by the audit hook or the attribute guard when a candidate oversteps."""
 
 
-_SAFE_BUILTIN_NAMES = (
-    "abs", "all", "any", "bool", "complex", "dict", "divmod", "enumerate", "filter", "float",
-    "frozenset", "int", "isinstance", "len", "list", "map", "max", "min", "pow", "print",
-    "range", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip",
-    "callable", "iter", "next", "repr", "chr", "ord", "hex", "bin", "oct", "hash",
-    "issubclass", "format", "ascii", "bytes", "Ellipsis", "NotImplemented",
-    "ArithmeticError", "AssertionError", "AttributeError", "Exception", "FloatingPointError",
-    "IndexError", "KeyError", "LookupError", "NotImplementedError", "OverflowError",
-    "RuntimeError", "StopIteration", "TypeError", "ValueError", "ZeroDivisionError",
-    "True", "False", "None",
-)
-
-# Builtins and types that reach code execution, introspection or I/O; the attribute guard
-# refuses them wherever they are found (a module attribute, a re-export…).
-_ESCAPE_BUILTINS = tuple(
-    getattr(builtins, name)
-    for name in (
-        "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars",
-        "getattr", "setattr", "delattr", "input", "breakpoint", "help", "dir", "id",
-        "type", "object", "super", "memoryview", "classmethod", "staticmethod", "property",
-        "exit", "quit",
-    )
-    if hasattr(builtins, name)
-)
-
-# Objects that expose frames, code or interpreter internals: refused by type.
-_ESCAPE_TYPES = frozenset({
-    types.FrameType, types.CodeType, types.TracebackType, types.CellType,
-    types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
-})
-
-# Objects of types defined here are foreign-function or raw-memory handles.
-_ESCAPE_TYPE_MODULES = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})
-
-# Module name parts the guard refuses even under an allowed package: raw memory access,
-# file I/O, compilers and test helpers (which read files and frames).
-RUNTIME_DENIED_MODULE_PARTS = frozenset({
-    "ctypeslib", "testing", "f2py", "distutils", "stride_tricks", "npyio", "format",
-    "_datasource", "_npyio_impl", "_format_impl", "_stride_tricks_impl", "_utils_impl",
-    "utils", "_internal", "multiarray", "ctypes", "os", "sys", "io", "mmap",
-})
-
 # Audit events a candidate must never trigger (checked by prefix). Raising from the hook
 # aborts the operation before it happens.
 _BLOCKED_EVENTS = (
@@ -110,135 +61,8 @@ _BLOCKED_EVENTS = (
     "sys.monitoring", "glob.", "tempfile.", "msvcrt.", "_posixsubprocess.",
 )
 
-GUARD_NAME = "__eqforge_attr__"  # a dunder: the policy forbids candidates from naming it
-
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
-
-
-class ModuleGate:
-    """Which modules a candidate may reach: the import allowlist minus denied parts."""
-
-    def __init__(self, allowed: tuple[str, ...], denied_parts: frozenset[str] = RUNTIME_DENIED_MODULE_PARTS):
-        self.allowed = tuple(allowed)
-        self.denied_parts = denied_parts
-        self._cache: dict[str, bool] = {}
-
-    def __call__(self, name: str) -> bool:
-        ok = self._cache.get(name)
-        if ok is None:
-            ok = any(name == a or name.startswith(a + ".") for a in self.allowed) and not any(
-                part in self.denied_parts for part in name.split(".")[1:]
-            )
-            self._cache[name] = ok
-        return ok
-
-
-def _is_escape_type(t: type) -> bool:
-    """Frames, code, tracebacks, generators, and anything from ctypes or cffi."""
-    if t in _ESCAPE_TYPES:
-        return True
-    module = str(getattr(t, "__module__", "") or "")
-    if module.split(".")[0] in _ESCAPE_TYPE_MODULES:
-        return True
-    return module == "numpy._core._internal" and t.__name__ == "_ctypes"
-
-
-def make_attribute_guard(
-    gate: ModuleGate, violations: list[str] | None = None
-) -> Callable[[Any, str], Any]:
-    """``guard(obj, name)``: ``getattr`` that refuses what leads out of the sandbox.
-
-    Refusals are appended to ``violations`` (when given) so that a candidate catching the
-    exception is still reported.
-    """
-    module_type = types.ModuleType
-    builtin_type = types.BuiltinFunctionType
-    escape_values = frozenset(_ESCAPE_BUILTINS)
-    record = violations if violations is not None else []
-    escape_type: dict[type, bool] = {}  # classification cache: one dict lookup per access
-    # Module attributes that passed, by (module, name): ``np.exp`` is read on every call
-    # of a candidate, hundreds of times per fit. Candidates cannot rebind module
-    # attributes (the policy rejects the assignment, and ``setattr`` is not a builtin here).
-    allowed_module_attrs: dict[tuple[Any, str], Any] = {}
-
-    def refuse(what: str) -> SandboxViolation:
-        if len(record) < 20:
-            record.append(what)
-        return SandboxViolation(f"blocked: {what}")
-
-    def guard(obj: Any, name: str) -> Any:
-        from_module = type(obj) is module_type
-        if from_module:
-            value = allowed_module_attrs.get((obj, name), refuse)
-            if value is not refuse:
-                return value
-        if name[:1] == "_":
-            raise refuse(f"attribute .{name}")
-        value = getattr(obj, name)
-        t = type(value)
-        bad = escape_type.get(t)
-        if bad is None:
-            bad = escape_type[t] = _is_escape_type(t)
-        if bad:
-            raise refuse(f"{t.__name__} (.{name})")
-        if t is module_type:
-            if not gate(value.__name__):
-                raise refuse(f"module {value.__name__} (.{name})")
-        elif (t is builtin_type or t is type) and value in escape_values:
-            raise refuse(f"builtin .{name}")
-        if from_module:
-            allowed_module_attrs[(obj, name)] = value
-        return value
-
-    return guard
-
-
-class _GuardAttributes(ast.NodeTransformer):
-    """Rewrite each attribute read ``a.b`` into ``__eqforge_attr__(a, "b")``."""
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        self.generic_visit(node)
-        if not isinstance(node.ctx, ast.Load):
-            return node  # stores and deletes are rejected by the policy
-        call = ast.Call(
-            func=ast.Name(GUARD_NAME, ast.Load()),
-            args=[node.value, ast.Constant(node.attr)],
-            keywords=[],
-        )
-        return ast.copy_location(call, node)
-
-
-def _make_guarded_import(
-    gate: ModuleGate, guard: Callable[[Any, str], Any], violations: list[str]
-) -> Callable[..., Any]:
-    def guarded(name: str, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
-        # ``from scipy import special``: the package is reachable only for allowed submodules.
-        submodules_ok = bool(fromlist) and all(
-            isinstance(item, str) and gate(f"{name}.{item}") and f"{name}.{item}" in sys.modules
-            for item in fromlist
-        )
-        if level or not (gate(name) or submodules_ok):
-            if len(violations) < 20:
-                violations.append(f"import {name}")
-            raise ImportError(f"import of {name!r} is not allowed in equations")
-        module = sys.modules.get(name)
-        if module is None:
-            raise ImportError(f"module {name!r} is not preloaded in the sandbox")
-        if fromlist:
-            for item in fromlist:
-                if not isinstance(item, str):
-                    raise ImportError("bad import")
-                try:
-                    guard(module, item)  # ``from m import x`` must obey the same guard
-                except AttributeError:
-                    pass  # the import itself will raise ImportError
-                except SandboxViolation:
-                    raise ImportError(f"importing {item!r} from {name!r} is not allowed") from None
-            return module
-        return sys.modules[name.split(".")[0]]
-
-    return guarded
 
 
 def preload(modules: tuple[str, ...]) -> None:
@@ -349,44 +173,45 @@ def confine(jail: str | None, uid: int | None, parent: int) -> None:
         os._exit(71)
 
 
-def install_audit_hook(report_fd: int | None = None) -> Callable[..., None]:
-    """Block dangerous events; returns ``arm(on, allow_exec)``.
+def install_audit_hook(report_fd: int | None = None, allow_exec: tuple[types.CodeType, ...] = ()) -> list[str]:
+    """Install the hook, armed from this moment for the life of the process; returns its
+    in-process record of refusals.
 
-    Every refused event is written at once to ``report_fd`` (a pipe whose other end the
-    trusted zygote holds), so what a candidate was refused is on record outside its reach
-    even if it later clears ``arm.violations`` or swallows the exception. Once armed with
-    ``allow_exec`` the hook allows exactly that one ``exec`` of the candidate's module body.
+    The hook allows ``exec`` only of the code objects in ``allow_exec`` (the candidate's
+    module body, compiled by the trusted zygote), by identity. It has no switch: there is no
+    armed flag, no counter, nothing mutable it consults, so no Python code in the process —
+    whatever it reaches, frames included — can turn it off. What it checks comes from its
+    own constants and default arguments (bound afresh on every call from a function nobody
+    holds a reference to: only the interpreter's hook list does); refusals are written at
+    once to ``report_fd`` (a pipe whose other end the trusted zygote holds), so the record is
+    outside the candidate's reach even if it clears the returned list or swallows the
+    exception.
     """
-    state: dict[str, Any] = {"armed": False, "exec_allowed": 0}
     violations: list[str] = []
-    blocked_exact = frozenset(p for p in _BLOCKED_EVENTS if not p.endswith("."))
-    blocked_prefixes = tuple(p for p in _BLOCKED_EVENTS if p.endswith("."))
-    write = os.write
 
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if not state["armed"]:
-            return
-        if event == "exec" and state["exec_allowed"] > 0:
-            state["exec_allowed"] -= 1
-            return
-        if event in blocked_exact or event.startswith(blocked_prefixes):
-            if len(violations) < 20:
-                violations.append(event)
-            if report_fd is not None:
+    def hook(event: str, args: tuple[Any, ...], _allowed: tuple[Any, ...] = tuple(allow_exec),
+             _record: list[str] = violations, _fd: int | None = report_fd, _write: Any = os.write,
+             _exact: frozenset[str] = frozenset(p for p in _BLOCKED_EVENTS if not p.endswith(".")),
+             _prefixes: tuple[str, ...] = tuple(p for p in _BLOCKED_EVENTS if p.endswith(".")),
+             _refusal: type[Exception] = SandboxViolation, _oserror: type[Exception] = OSError) -> None:
+        # No global or builtin name is looked up here (those dictionaries are reachable and
+        # writable from a frame); only arguments, literals and methods of built-in types.
+        if event == "exec" and args:
+            for code in _allowed:
+                if args[0] is code:
+                    return
+        if event in _exact or event.startswith(_prefixes):
+            if _record.__len__() < 20:
+                _record.append(event)
+            if _fd is not None:
                 try:
-                    write(report_fd, (event[:80] + "\n").encode())
-                except OSError:
+                    _write(_fd, (event[:80] + "\n").encode())
+                except _oserror:
                     pass
-            raise SandboxViolation(f"blocked: {event}")
+            raise _refusal("blocked: " + event)
 
     sys.addaudithook(hook)
-
-    def arm(on: bool, allow_exec: int = 0) -> None:
-        state["armed"] = on
-        state["exec_allowed"] = allow_exec
-
-    arm.violations = violations  # type: ignore[attr-defined]
-    return arm
+    return violations
 
 
 def failure_reply(exc: BaseException) -> Any:
@@ -429,87 +254,3 @@ def drop_capabilities() -> None:
         raise OSError(ctypes.get_errno(), "capset refused")
 
 
-MAX_SOURCE_CHARS = 200_000  # the policy allows far less; this guards direct pool users
-
-
-def import_names(tree: ast.AST) -> list[str]:
-    """The modules (and ``from`` items that may be modules) a parsed program imports."""
-    names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.append(node.module)
-            names += [f"{node.module}.{a.name}" for a in node.names]
-    return names
-
-
-def compile_source(code: str, guard_attributes: bool = True, imports: list[str] | None = None) -> types.CodeType:
-    """Parse, rewrite attribute reads into guarded lookups, and compile; never executes.
-
-    Done once per job in the zygote (compiling is not running), so both children of a job
-    inherit the code object instead of paying a copy-on-write-heavy compile each.
-    """
-    if len(code) > MAX_SOURCE_CHARS:
-        raise CandidateFailure("policy:size", f"program has {len(code)} characters")
-    try:
-        tree = ast.parse(code, "<candidate>")
-        if imports is not None:
-            imports[:] = import_names(tree)  # for the scorer, which imports them before forking
-        if guard_attributes:
-            tree = ast.fix_missing_locations(_GuardAttributes().visit(tree))
-        return compile(tree, "<candidate>", "exec")
-    except SyntaxError as exc:
-        raise CandidateFailure("syntax", f"{exc.msg} (line {exc.lineno})") from None
-    except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
-        raise CandidateFailure("syntax", f"cannot compile: {type(exc).__name__}: {exc}") from None
-
-
-def candidate_namespace(allowed_imports: tuple[str, ...], arm: Callable[..., None] | None) -> dict[str, Any]:
-    """The globals a candidate's module body runs in: restricted builtins, guarded imports."""
-    gate = ModuleGate(allowed_imports)
-    violations: list[str] = getattr(arm, "violations", [])
-    guard = make_attribute_guard(gate, violations)
-    safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES if hasattr(builtins, name)}
-    safe["__import__"] = _make_guarded_import(gate, guard, violations)
-    return {
-        "__builtins__": safe,
-        "__name__": "candidate",
-        "np": np,
-        "numpy": np,
-        "math": math,
-        GUARD_NAME: guard,
-    }
-
-
-def load_candidate(
-    code_obj: types.CodeType,
-    entry: str,
-    allowed_imports: tuple[str, ...],
-    arm: Callable[..., None] | None,
-    namespace: dict[str, Any] | None = None,
-) -> Callable[..., Any]:
-    """Execute the module body with restricted builtins (hook armed), return ``entry``.
-
-    ``namespace``, from ``candidate_namespace`` with the same ``arm``, may be built ahead.
-    """
-    if namespace is None:
-        namespace = candidate_namespace(allowed_imports, arm)
-    if arm is not None:
-        arm(True, allow_exec=1)  # from here on, only this one exec is allowed
-    exec(code_obj, namespace)  # noqa: S102 - the whole point: isolated, policed, limited
-    fn = namespace.get(entry)
-    if not callable(fn):
-        raise CandidateFailure("parse:no-equation", f"no function named {entry!r}")
-    return fn
-
-
-def compile_candidate(
-    code: str,
-    entry: str,
-    allowed_imports: tuple[str, ...],
-    arm: Callable[..., None] | None,
-    guard_attributes: bool = True,
-) -> Callable[..., Any]:
-    """``compile_source`` then ``load_candidate``, in the calling process."""
-    return load_candidate(compile_source(code, guard_attributes), entry, allowed_imports, arm)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from eqforge.sandbox import cgroups, factory, isolation, messages, protocol, runtime
+from eqforge.sandbox import cgroups, factory, guard, isolation, messages, protocol, runtime
 
 OUTPUT_LIMIT = 4096
 UID_BASE = 2_000_000_000  # candidate uids: UID_BASE + (zygote pid << 8) + session counter
@@ -322,7 +322,7 @@ class Zygote:
         host = None
         try:
             imports: list[str] = []
-            code_obj = runtime.compile_source(job.program, guard_attributes=self.setup.harden, imports=imports)
+            code_obj = guard.compile_source(job.program, guard_attributes=self.setup.harden, imports=imports)
             host = Host(self, job, marshal.dumps(code_obj), tuple(imports))
             if job.driver is None:
                 session = host.open()

@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import socket
+import sys
 from typing import Any
 
 from eqforge.evaluator.in_sandbox import predict
@@ -19,16 +20,18 @@ from eqforge.sandbox import runtime
 from eqforge.sandbox.messages import Reply
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_arms: list[Any] = []
+_records: list[list[str]] = []
+_frames: list[Any] = []
 _install = runtime.install_audit_hook
 
 
 def _capture(*args: Any, **kw: Any) -> Any:
-    """The hook as the factory installs it, kept where a runner can reach it: a candidate
-    that found its closure (attack class 3)."""
-    arm = _install(*args, **kw)
-    _arms.append(arm)
-    return arm
+    """The hook installed as the factory installs it, its in-process record kept where a
+    runner can reach it: a candidate that found the factory's locals (attack class 3)."""
+    _frames.append(sys._getframe(1))  # the factory's frame that installs it (before the hook)
+    record = _install(*args, **kw)
+    _records.append(record)
+    return record
 
 
 runtime.install_audit_hook = _capture
@@ -79,12 +82,40 @@ def escape(fn: Any, inputs: Any, call: Any, state: dict[str, Any]) -> Reply:
 
 
 def switch_off(fn: Any, inputs: Any, call: Any, state: dict[str, Any]) -> Reply:
-    """Get refused, erase the in-process record, switch the hook off, then answer honestly."""
+    """Get refused, erase the in-process record, try to switch the hook off through every
+    frame and local it can reach (the traceback of the refusal leads into the hook's own
+    frame and, through ``f_back``, to the factory's), then make a second forbidden call and
+    answer honestly. The zygote must see both refusals: the second one shows the hook was
+    still armed."""
     try:
         open("/etc/hostname")  # noqa: SIM115 - refused by the hook, and recorded outside the process
     except Exception:  # noqa: BLE001
         pass
-    for arm in _arms:
-        arm.violations.clear()
-        arm(False)
+    frames, f = [], (_frames[0] if _frames else None)
+    while f is not None:  # the factory's frame and every frame above it
+        frames.append(f)
+        try:
+            f = f.f_back
+        except Exception:  # noqa: BLE001 - refused
+            break
+    for frame in frames:
+        try:
+            local = dict(frame.f_locals)
+        except Exception:  # noqa: BLE001 - refused
+            continue
+        for name, value in local.items():
+            if callable(value) and not isinstance(value, type) and name not in ("fn", "runner"):
+                for arg in (False, 0):  # an arming switch, if one is still lying around
+                    try:
+                        value(arg)
+                    except Exception:  # noqa: BLE001 - anything goes
+                        pass
+            if isinstance(value, list):
+                value.clear()
+    for record in _records:
+        record.clear()
+    try:
+        os.listdir("/")  # the second forbidden call: refused and recorded if the hook holds
+    except Exception:  # noqa: BLE001
+        pass
     return predict.serve(fn, inputs, call, state)

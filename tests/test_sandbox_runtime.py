@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from eqforge.sandbox import cgroups, runtime
+from eqforge.sandbox import cgroups, guard, runtime
 from eqforge.sandbox.policy import DEFAULT_IMPORTS
 
 IS_ROOT = os.geteuid() == 0
@@ -61,7 +61,7 @@ def in_child(fn: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 
 def guarded(code: str) -> Callable[..., Any]:
-    return runtime.compile_candidate(code, "equation", DEFAULT_IMPORTS, None)
+    return guard.compile_candidate(code, "equation", DEFAULT_IMPORTS, None)
 
 
 SIG = "def equation(x, v, params):\n"
@@ -118,13 +118,13 @@ def test_restricted_builtins() -> None:
 
 def test_compile_source_reasons() -> None:
     with pytest.raises(runtime.CandidateFailure) as e:
-        runtime.compile_source("def f(:\n")
+        guard.compile_source("def f(:\n")
     assert e.value.reason == "syntax"
     with pytest.raises(runtime.CandidateFailure) as e:
-        runtime.compile_source("x = 1\n" * 100_000)
+        guard.compile_source("x = 1\n" * 100_000)
     assert e.value.reason == "policy:size"
     with pytest.raises(runtime.CandidateFailure) as e:
-        runtime.compile_candidate("y = 1\n", "equation", DEFAULT_IMPORTS, None)
+        guard.compile_candidate("y = 1\n", "equation", DEFAULT_IMPORTS, None)
     assert e.value.reason == "parse:no-equation"
 
 
@@ -134,8 +134,6 @@ def test_compile_source_reasons() -> None:
 
 def _probe_hook() -> dict[str, str]:
     import gc
-
-    arm = runtime.install_audit_hook()
 
     def f() -> int:
         return 1
@@ -167,7 +165,7 @@ def _probe_hook() -> dict[str, str]:
         "ctypes": lambda: __import__("ctypes").string_at(id(f), 1),
     }
     out = {}
-    arm(True)
+    recorded = runtime.install_audit_hook()  # armed from here on, for good
     for name, probe in probes.items():
         try:
             probe()
@@ -176,8 +174,7 @@ def _probe_hook() -> dict[str, str]:
             out[name] = str(exc)
         except Exception as exc:  # noqa: BLE001
             out[name] = f"other: {type(exc).__name__}: {exc}"
-    arm(False)
-    out["recorded"] = ",".join(arm.violations)  # type: ignore[attr-defined]
+    out["recorded"] = ",".join(recorded)
     return out
 
 
@@ -201,21 +198,20 @@ def _honest_fit_under_hook() -> dict[str, Any]:
     X = {s: rng.uniform(0.5, 2, (300, 2)) for s in ("train", "test_id")}
     y = 0.7 * np.sin(X["train"][:, 0]) + 1.3 * X["train"][:, 1] ** 2
     runner.warmup({})  # as the zygote does: lazy imports happen before the hook
-    arm = runtime.install_audit_hook()
     results = {}
     codes = {
         "sin": SIG + "    return params[0] * np.sin(x) + params[1] * v ** 2\n",
         "exp": SIG + "    return params[0] * np.exp(-params[1] * x) + params[2] * np.log(v)\n",
         "special": "from scipy.special import erf\n" + SIG + "    return params[0] * erf(x) + params[1] * v\n",
     }
-    compiled = {name: runtime.compile_source(code) for name, code in codes.items()}  # before arming
+    compiled = {name: guard.compile_source(code) for name, code in codes.items()}  # before the hook
+    recorded = runtime.install_audit_hook(allow_exec=tuple(compiled.values()))
     for name, code_obj in compiled.items():
-        fn = runtime.load_candidate(code_obj, "equation", DEFAULT_IMPORTS, arm)
+        fn = guard.load_candidate(code_obj, "equation", DEFAULT_IMPORTS, recorded)
         for opts in ({"n_params": 4, "fitter": "llmsr"}, {"n_params": 4, "indices": [0, 1, 2]}):
             out = local_fit(fn, X, y, opts)
             results[f"{name}-{opts.get('fitter', 'default')}"] = float(np.mean((out["predictions"]["train"] - y) ** 2))
-    arm(False)
-    results["violations"] = list(arm.violations)  # type: ignore[attr-defined]
+    results["violations"] = list(recorded)
     return results
 
 
