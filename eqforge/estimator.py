@@ -424,7 +424,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
             raise ExportError(f"equation {self._index(index)} has no closed form "
                               f"({row['no_closed_form']})")
         if row.get("law_status") == "unverified":
-            return r"	ext{[unverified]}\; " + str(row["latex"])
+            return r"\text{[unverified]}\; " + str(row["latex"])
         return str(row["latex"])
 
     def _unverified(self, index: int | None, row: pd.Series) -> str:
