@@ -81,7 +81,8 @@ class BackendConfig(_Frozen):
         "auto", description="chat messages or raw completion text (auto: what the model supports)")
     concurrency: int = Field(8, ge=1, description="requests in flight to this model at once",
                              json_schema_extra={"flag": "--llm-concurrency"})
-    timeout: float = Field(120.0, gt=0, description="seconds per request to the model",
+    timeout: float = Field(120.0, gt=0, description="seconds a model may stay silent (streamed answers from"
+                           " local servers: between two pieces; else per request)",
                            json_schema_extra={"flag": "--llm-timeout"})
     max_retries: int = Field(5, ge=0, description="retries of a failed request (rate limits, 5xx)",
                              json_schema_extra={"flag": "--llm-retries"})

@@ -20,6 +20,13 @@ It can also answer as today's APIs do (each off by default unless it concerns th
   at once get that 429 (what AIMD must learn); ``delay``: seconds each answer takes;
 * ``answer_choice(path, body, i)``: the answer as a function of the request and choice index
   (e.g. of ``body["seed"] + i``); ``reasoning``: a ``reasoning_content`` trace per choice.
+
+Requests with ``"stream": true`` get server-sent events as vLLM sends them: the choices'
+pieces (about one word each) interleaved, ``piece_delay`` seconds apart, each choice's
+finish chunk, a usage chunk when ``stream_options.include_usage`` asks, then ``[DONE]``.
+``tail`` text is appended to every streamed answer (what a model writes after its body);
+``cancelled`` counts streams the client closed before the end, ``pieces_sent`` the pieces
+written.
 """
 
 from __future__ import annotations
@@ -79,6 +86,10 @@ class OpenAIStub:
         self.peak_in_flight = 0
         self.statuses: list[int] = []
         self.first_request: float | None = None
+        self.piece_delay = 0.0
+        self.tail = ""
+        self.cancelled = 0
+        self.pieces_sent = 0
 
     @property
     def base_url(self) -> str:
@@ -108,6 +119,27 @@ class OpenAIStub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send_stream(self, obj: dict, body: dict) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    for event in stub._events(obj, body):
+                        self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                        self.wfile.flush()
+                        if event.get("choices"):
+                            with stub._lock:
+                                stub.pieces_sent += 1
+                        if stub.piece_delay:
+                            time.sleep(stub.piece_delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    with stub._lock:
+                        stub.cancelled += 1
+
             def do_GET(self) -> None:  # noqa: N802
                 self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
 
@@ -126,7 +158,10 @@ class OpenAIStub:
                     with stub._lock:
                         stub.in_flight -= 1
                         stub.statuses.append(status)
-                self._send(status, obj, headers)
+                if status == 200 and body.get("stream"):
+                    self._send_stream(obj, body)
+                else:
+                    self._send(status, obj, headers)
                 if restart:
                     threading.Thread(target=stub._restart, daemon=True).start()
 
@@ -221,6 +256,42 @@ class OpenAIStub:
             obj = "text_completion"
         return 200, {"id": f"cmpl-{len(self.requests)}", "object": obj, "created": int(time.time()),
                      "model": body.get("model", "m"), "choices": choices, "usage": usage}, restart
+
+    def _events(self, obj: dict, body: dict) -> list[dict]:
+        """The stream of ``obj`` (a whole answer) as chunk objects, choices interleaved."""
+        chat = obj["object"] == "chat.completion"
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        queues = []
+        for ch in obj["choices"]:
+            text = (ch["message"]["content"] if chat else ch["text"]) or ""
+            if text and self.tail:
+                text += self.tail
+            pieces: list[dict] = []
+            if chat and ch["message"].get("reasoning_content"):
+                pieces.append({"reasoning_content": ch["message"]["reasoning_content"]})
+            pieces += [{"content": p} for p in re.findall(r"\s*\S+|\s+", text)]
+            queues.append((ch["index"], pieces, ch["finish_reason"]))
+        events: list[dict] = []
+        base = {"id": obj["id"], "object": kind, "created": obj["created"], "model": obj["model"]}
+        step = 0
+        while any(step <= len(p) for _, p, _ in queues):
+            for idx, pieces, finish in queues:
+                if step < len(pieces):
+                    piece = pieces[step]
+                    if chat:
+                        choice = {"index": idx, "delta": {"role": "assistant", **piece}, "finish_reason": None}
+                    else:
+                        choice = {"index": idx, "text": piece.get("content", ""), "finish_reason": None}
+                elif step == len(pieces):
+                    choice = ({"index": idx, "delta": {}, "finish_reason": finish} if chat
+                              else {"index": idx, "text": "", "finish_reason": finish})
+                else:
+                    continue
+                events.append({**base, "choices": [choice]})
+            step += 1
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": obj["usage"]})
+        return events
 
     # -- how today's APIs refuse requests ----------------------------------------------------
     @staticmethod

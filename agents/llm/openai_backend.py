@@ -14,6 +14,18 @@ backoff. Errors retrying cannot fix (missing key, unreachable server, unknown mo
 exhausted quota) become one-line ``BackendError``s that stop the run cleanly; errors that
 concern one request only (context length exceeded, empty answers) become per-sample
 failure reasons.
+
+Servers on this machine or a laptop (``--base-url``) are slow: a CPU vLLM writes ~20
+tokens/s in aggregate, and a request of 4 choices x 1,024 tokens outlasted any sensible
+total timeout. So answers from such servers are streamed (``stream``: on for a base URL,
+off for api.openai.com unless asked): ``timeout`` then bounds the silence between two
+pieces, not the whole answer. Each choice in completion style is ended on the client side
+once its function body is complete (``stops.StopScanner``, the rule the in-process engines
+use), in chat style once a fenced code block with a ``def`` has closed; when every choice
+is over the stream is closed, which makes the server cancel the rest. Completion-style
+requests ask for at most ``BODY_TOKENS`` (one equation body). Each completion records
+whether the client cut it (``extra["cut"] = "client"``) or the token budget did
+(``finish_reason == "length"``, ``extra["truncated"]``).
 """
 
 from __future__ import annotations
@@ -22,8 +34,9 @@ import asyncio
 import logging
 import os
 import random
+import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams
@@ -33,7 +46,9 @@ from eqforge.agents.llm.capabilities import (
     is_missing_chat_template,
     refused_parameter,
 )
+from eqforge.agents.llm.engines import BODY_TOKENS
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
+from eqforge.agents.llm.stops import StopScanner, cut
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
@@ -42,6 +57,8 @@ log = logging.getLogger(__name__)
 
 class OpenAIBackend(LLMBackend):
     cacheable = True
+    #: seconds a stream whose choices are all complete is read on for the usage chunk
+    USAGE_GRACE = 0.3
 
     def __init__(
         self,
@@ -59,6 +76,7 @@ class OpenAIBackend(LLMBackend):
         reasoning_headroom: int = DEFAULT_REASONING_HEADROOM,
         label: str | None = None,
         native_n: bool = True,
+        stream: bool | None = None,
     ) -> None:
         try:
             import openai
@@ -94,6 +112,7 @@ class OpenAIBackend(LLMBackend):
         self.patience = patience
         self.reasoning_headroom = reasoning_headroom
         self.native_n = native_n
+        self.stream = base_url is not None if stream is None else stream
         self.length_param = self.caps.length_param
         self.omit: set[str] = set()
         if not self.caps.sampling:
@@ -174,8 +193,8 @@ class OpenAIBackend(LLMBackend):
         p: dict[str, Any] = {"model": self.model}
         if n != 1 or self.native_n:
             p["n"] = n
-        if style == "completion":  # the legacy endpoint knows only max_tokens
-            p["max_tokens"] = sampling.max_tokens
+        if style == "completion":  # the legacy endpoint knows only max_tokens; one body is enough
+            p["max_tokens"] = min(sampling.max_tokens, BODY_TOKENS)
         elif self.length_param == "max_completion_tokens":
             reasoning = self.caps.reasoning or any(a["param"] == "max_tokens" for a in self.adaptations)
             p["max_completion_tokens"] = sampling.max_tokens + (self.reasoning_headroom if reasoning else 0)
@@ -205,7 +224,9 @@ class OpenAIBackend(LLMBackend):
             started = await self.gate.acquire()
             outcome: dict[str, Any] = {}
             try:
-                if style == "completion":
+                if self.stream and not extra:
+                    resp = await self._streamed(prompt, params, style, sampling)
+                elif style == "completion":
                     resp = await self.client.completions.create(prompt=prompt.completion, **params)
                 else:
                     resp = await self.client.chat.completions.create(messages=prompt.messages, **params)
@@ -270,6 +291,52 @@ class OpenAIBackend(LLMBackend):
             elif "delay" in outcome:
                 await asyncio.sleep(outcome["delay"])
 
+    async def _streamed(self, prompt: Prompt, params: dict[str, Any], style: PromptStyle,
+                        sampling: SamplingParams) -> _Streamed:
+        """One streamed request, each choice ended as soon as its program is complete."""
+        o = self._openai
+        n = int(params.get("n", 1))
+        stops = tuple(sampling.stop or (COMPLETION_STOPS if style == "completion" else ()))
+        opts = {} if "stream_options" in self.omit else {"stream_options": {"include_usage": True}}
+        if style == "completion":
+            stream = await self.client.completions.create(prompt=prompt.completion, stream=True, **opts, **params)
+        else:
+            stream = await self.client.chat.completions.create(messages=prompt.messages, stream=True, **opts,
+                                                               **params)
+        out = _Streamed([_StreamChoice(StopScanner(stops, style == "completion")) for _ in range(n)])
+        chunks = stream.__aiter__()
+        deadline: float | None = None
+        try:
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), wait)
+                except (StopAsyncIteration, TimeoutError):
+                    break  # the end, or every choice is over and the server is still writing
+                if getattr(chunk, "usage", None) is not None:
+                    out.usage = chunk.usage
+                for ch in getattr(chunk, "choices", None) or []:
+                    idx = int(getattr(ch, "index", 0) or 0)
+                    if idx < len(out.choices):
+                        out.choices[idx].feed(ch, style)
+                if deadline is None and all(c.done for c in out.choices) and any(c.cut for c in out.choices):
+                    # every program is complete: wait briefly for the usage chunk of a server
+                    # that was finishing anyway, then close (the server cancels the rest)
+                    deadline = time.monotonic() + self.USAGE_GRACE
+        except o.APIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the HTTP library's own errors while reading
+            request = getattr(getattr(stream, "response", None), "request", None)
+            if "timeout" in type(exc).__name__.lower():
+                raise o.APITimeoutError(request=request) from exc
+            raise o.APIConnectionError(message=f"the stream broke: {type(exc).__name__}", request=request) from exc
+        finally:
+            await stream.close()
+        # a server that ignores ``n`` streams one choice: report only what came, so the
+        # caller asks for the rest (see ``generate``)
+        out.choices = [c for c in out.choices if c.pieces or c.finish_reason]
+        return out
+
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
         start = time.perf_counter()
         out: list[Completion] = []
@@ -303,6 +370,8 @@ class OpenAIBackend(LLMBackend):
         c_tok = getattr(usage, "completion_tokens", None)
         details = getattr(usage, "completion_tokens_details", None)
         r_tok = getattr(details, "reasoning_tokens", None) if details is not None else None
+        if c_tok is None and isinstance(resp, _Streamed):
+            c_tok = sum(c.pieces for c in resp.choices)  # a stream closed early has no usage: pieces ~ tokens
         out = []
         for ch in choices:
             reasoning = None
@@ -315,6 +384,10 @@ class OpenAIBackend(LLMBackend):
             finish = getattr(ch, "finish_reason", None)
             error = None
             extra: dict[str, Any] = {"prompt_style": style}
+            if getattr(ch, "cut", False):
+                extra["cut"] = "client"  # ended here at the body's end; the server was told to stop
+            if finish == "length":
+                extra["truncated"] = True  # the token budget ended it, not the model
             if reasoning:
                 extra["reasoning_chars"] = len(reasoning)
             if r_tok:
@@ -348,6 +421,62 @@ class _GateSlot:
 
     async def __aexit__(self, exc_type: Any, *rest: Any) -> None:
         await self.gate.release(self.started, ok=exc_type is None)
+
+
+_FENCED = re.compile(r"```[^\n]*\n(?:.*?\n)?\s*def .*?\n\s*```", re.S)
+
+
+@dataclass
+class _StreamChoice:
+    """One choice of a streamed answer, shaped like the client's choice objects."""
+
+    scanner: StopScanner
+    text: str = ""
+    finish_reason: str | None = None
+    done: bool = False
+    cut: bool = False
+    pieces: int = 0
+    reasoning_content: str = ""
+
+    @property
+    def message(self) -> _StreamChoice:  # chat style reads ``choice.message.content``
+        return self
+
+    @property
+    def content(self) -> str:
+        return self.text
+
+    def feed(self, ch: Any, style: PromptStyle) -> None:
+        if self.done:
+            return
+        if style == "completion":
+            piece = getattr(ch, "text", "") or ""
+        else:
+            delta = getattr(ch, "delta", None)
+            piece = (getattr(delta, "content", None) or "") if delta is not None else ""
+            trace = _reasoning_field(delta)
+            if trace:
+                self.reasoning_content += trace
+        if piece:
+            self.pieces += 1
+            ended = self.scanner.feed(piece)
+            self.text = self.scanner.text
+            if not ended and style == "chat" and (m := _FENCED.search(self.text)):
+                ended, self.text = True, self.text[: m.end()]
+            elif ended:
+                self.text = cut(self.text, self.scanner.stops, style == "completion")[0]
+            if ended:
+                self.done, self.cut, self.finish_reason = True, True, "stop"
+                return
+        if getattr(ch, "finish_reason", None):
+            self.done, self.finish_reason = True, ch.finish_reason
+
+
+@dataclass
+class _Streamed:
+    choices: list[_StreamChoice]
+    usage: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Answer:
