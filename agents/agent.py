@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eqforge.agents import agent_tools as tools
 from eqforge.agents.agent_protocol import (
@@ -27,31 +27,29 @@ from eqforge.agents.agent_protocol import (
     text_turn,
     tools_turn,
 )
+from eqforge.agents.agent_tools import AgentContext
 from eqforge.agents.llm.base import SamplingParams
 from eqforge.errors import BackendError
 from eqforge.prompts.builder import signature
 from eqforge.prompts.strategy import strategy_template
 
-if TYPE_CHECKING:
-    from eqforge.agents.loop import DiscoveryLoop
-
 log = logging.getLogger(__name__)
 
 
-def protocol_for(loop: DiscoveryLoop) -> str:
-    chosen = loop.config.sampler.agent_protocol
+def protocol_for(ctx: AgentContext) -> str:
+    chosen = ctx.sampler.agent_protocol
     if chosen == "auto":
-        return "tools" if supports_tools(loop.backend) else "text"
-    if chosen == "tools" and not supports_tools(loop.backend):
+        return "tools" if supports_tools(ctx.backend) else "text"
+    if chosen == "tools" and not supports_tools(ctx.backend):
         raise BackendError(f"--agent-protocol tools needs an openai or openai-compatible chat "
-                           f"backend; {loop.backend.name} is {loop.backend.prompt_style}-style: "
+                           f"backend; {ctx.backend.name} is {ctx.backend.prompt_style}-style: "
                            "use --agent-protocol text")
     return chosen
 
 
-def task_messages(loop: DiscoveryLoop, protocol: str) -> list[dict[str, Any]]:
-    spec = loop.hook.prompt_spec
-    name = loop.hook.name
+def task_messages(ctx: AgentContext, protocol: str) -> list[dict[str, Any]]:
+    spec = ctx.hook.prompt_spec
+    name = ctx.hook.name
     variables = "\n".join(
         f"- {v.name}: {v.description or 'input'}" + (f" ({v.unit})" if v.unit else "")
         for v in spec.inputs)
@@ -59,8 +57,8 @@ def task_messages(loop: DiscoveryLoop, protocol: str) -> list[dict[str, Any]]:
                   output=f"{spec.output.name}: {spec.output.description or 'output'}"
                   + (f" ({spec.output.unit})" if spec.output.unit else ""),
                   signature=signature(spec).replace(" -> np.ndarray", ""),
-                  max_params=loop.config.evaluator.max_params,
-                  turns=loop.config.sampler.agent_turns,
+                  max_params=ctx.max_params,
+                  turns=ctx.sampler.agent_turns,
                   inputs=", ".join(spec.input_names), target=spec.output.name)
     system = strategy_template(name, "agent_system").strip()
     if protocol == "text":
@@ -71,27 +69,27 @@ def task_messages(loop: DiscoveryLoop, protocol: str) -> list[dict[str, Any]]:
 
 
 class Episode:
-    def __init__(self, loop: DiscoveryLoop, eid: str, island: int, protocol: str,
+    def __init__(self, ctx: AgentContext, eid: str, island: int, protocol: str,
                  messages: list[dict[str, Any]], turn: int = 0) -> None:
-        self.loop, self.id, self.island, self.protocol = loop, eid, island, protocol
+        self.ctx, self.id, self.island, self.protocol = ctx, eid, island, protocol
         self.messages = messages
         self.turn = turn
 
     def _record(self, **fields: Any) -> None:
-        self.loop.recorder.write_turn({"episode": self.id, "turn": self.turn, "island": self.island,
-                                       "protocol": self.protocol,
-                                       "elapsed": self.loop.stats.elapsed, **fields})
+        ledger = self.ctx.ledger
+        ledger.recorder.write_turn({"episode": self.id, "turn": self.turn, "island": self.island,
+                                    "protocol": self.protocol, "elapsed": ledger.stats.elapsed, **fields})
 
     async def run(self) -> None:
-        loop = self.loop
-        max_turns = loop.config.sampler.agent_turns
+        ledger = self.ctx.ledger
+        max_turns = self.ctx.sampler.agent_turns
         if self.turn == 0:
             self._record(messages=self.messages, done=False)
         while True:
             if self.turn >= max_turns:
                 return self._end("turns")
-            if not loop.budget_left():
-                return self._end(loop.stop_reason or "budget", final=False)
+            if not ledger.budget_left():
+                return self._end(ledger.stop_reason or "budget", final=False)
             self.turn += 1
             if self.turn == max_turns:
                 self.messages.append({"role": "user", "content": "This is your last turn: "
@@ -99,10 +97,9 @@ class Episode:
             try:
                 reply = await self._ask()
             except BackendError as exc:
-                loop.fatal = exc
-                loop._stop("backend error")
+                ledger.fail(exc)
                 return self._end("backend error", final=False)
-            loop.charge(reply.prompt_tokens, reply.completion_tokens, reply.cost)
+            ledger.charge(reply.prompt_tokens, reply.completion_tokens, reply.cost)
             added = [*([self.messages[-1]] if self.turn == max_turns else []), reply.message]
             self.messages.append(reply.message)
             results, done = await self._run_tools(reply)
@@ -123,7 +120,7 @@ class Episode:
         # A budget stop leaves the episode open: a resumed run with more budget continues it.
         sample = None
         if reason == "turns":  # no proposal: a failed sample, so the budget bounds such episodes
-            sample = tools.no_submission(self.loop, self._base("submit", ""), self.turn)
+            sample = tools.no_submission(self.ctx, self._base("submit", ""), self.turn)
         self._record(messages=[], done=final, end=reason, sample=sample)
 
     def _base(self, tool: str, code: str, reply: ModelTurn | None = None) -> dict[str, Any]:
@@ -136,18 +133,18 @@ class Episode:
                 "turn": self.turn, "tool": tool, "registered": tool == "submit"}
 
     async def _ask(self) -> ModelTurn:
-        loop = self.loop
-        sc = loop.config.sampler
-        seed = None if loop.config.run.seed is None else loop.config.run.seed + 1000 * loop.next_index + self.turn
+        ctx = self.ctx
+        sc = ctx.sampler
+        seed = None if ctx.seed is None else ctx.seed + 1000 * ctx.ledger.next_index + self.turn
         sampling = SamplingParams(n=1, temperature=sc.temperature, top_p=sc.top_p,
                                   max_tokens=sc.max_tokens, seed=seed,
-                                  stop=COMPLETION_STOPS if loop.backend.prompt_style == "completion" else ())
+                                  stop=COMPLETION_STOPS if ctx.backend.prompt_style == "completion" else ())
         if self.protocol == "tools":
-            return await tools_turn(loop.backend, self.messages, sampling)
-        return await text_turn(loop.backend, self.messages, sampling)
+            return await tools_turn(ctx.backend, self.messages, sampling)
+        return await text_turn(ctx.backend, self.messages, sampling)
 
     async def _run_tools(self, reply: ModelTurn) -> tuple[dict[str, Any], bool]:
-        loop = self.loop
+        ctx, ledger = self.ctx, self.ctx.ledger
         messages: list[dict[str, Any]] = []
         log_: list[dict[str, Any]] = []
         done = submitted = False
@@ -162,23 +159,25 @@ class Episode:
             if done:
                 break
             base = self._base(call.name, str(call.arguments.get("code", "")), reply)
-            before = loop.next_index
+            before = ledger.next_index
             t0 = time.monotonic()
-            if call.name == "describe_data":
-                result = tools.describe_data(loop)
+            if call.error is not None:  # invalid call (agent_protocol.validate_call): the model reads why
+                result = call.error
+            elif call.name == "describe_data":
+                result = tools.describe_data(ctx)
             elif call.name == "best_programs":
-                result = tools.best_programs(loop, call.arguments.get("k", 3))
+                result = tools.best_programs(ctx, call.arguments.get("k", 3))
             elif call.name == "analyze":
-                result = await tools.analyze(loop, str(call.arguments.get("code", "")))
+                result = await tools.analyze(ctx, str(call.arguments.get("code", "")))
             elif call.name in ("evaluate", "submit"):
                 result, more = await tools.score_candidate(
-                    loop, str(call.arguments.get("code", "")), base, submit=call.name == "submit")
+                    ctx, str(call.arguments.get("code", "")), base, submit=call.name == "submit")
                 submitted = call.name == "submit" and more
                 done = call.name == "submit" or not more
             else:
                 result = f"unknown tool {call.name!r}; the tools are: describe_data, analyze, " \
                          "evaluate, best_programs, submit"
-            sample = f"s{before}" if loop.next_index > before else None
+            sample = f"s{before}" if ledger.next_index > before else None
             log_.append({"name": call.name, "result": result, "sample": sample,
                          "seconds": round(time.monotonic() - t0, 3)})
             if self.protocol == "tools" and call.id:
@@ -188,22 +187,22 @@ class Episode:
         return {"messages": messages, "log": log_, "submitted": submitted}, done
 
 
-async def run_episodes(loop: DiscoveryLoop) -> None:
+async def run_episodes(ctx: AgentContext) -> None:
     """One worker: continue open episodes of an earlier session first, then start new ones."""
-    state = loop.hook.agent_state
-    protocol = protocol_for(loop)
-    while loop.budget_left():
-        if state.active >= loop.stats.budget - loop.stats.samples:
+    state, ledger = ctx.state, ctx.ledger
+    protocol = protocol_for(ctx)
+    while ledger.budget_left():
+        if state.active >= ledger.stats.budget - ledger.stats.samples:
             await asyncio.sleep(0.05)  # no episode beyond what the sample budget can still pay for
             continue
         if state.open:
             ep_data = state.open.pop(0)
-            ep = Episode(loop, ep_data["id"], ep_data["island"], ep_data["protocol"],
+            ep = Episode(ctx, ep_data["id"], ep_data["island"], ep_data["protocol"],
                          ep_data["messages"], ep_data["turn"])
         else:
             state.count += 1
-            island, _ = loop.db.sample()
-            ep = Episode(loop, f"e{state.count}", island, protocol, task_messages(loop, protocol))
+            island, _ = ctx.db.sample()
+            ep = Episode(ctx, f"e{state.count}", island, protocol, task_messages(ctx, protocol))
         state.active += 1
         try:
             await ep.run()

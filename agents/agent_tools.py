@@ -4,10 +4,14 @@ SR-Scientist's finding is that the data-analysis tool matters most (without it a
 nearly halves), so the tools are built to be honest rather than convenient: ``describe_data``
 and ``best_programs`` read trusted numbers only; ``analyze`` runs the model's code in the
 sandbox on the training split and returns its printed text (never a score); ``evaluate``
-and ``submit`` go through the loop's scoring path, so each is an ordinary recorded sample
-that counts against the budget, is deduplicated, and is fitted exactly like any candidate.
-Every result is plain text, truncated, in the names the model sees (anonymised strategies
-stay anonymised here too).
+and ``submit`` go through the run's scoring step (``agents.scoring``), so each is an ordinary
+recorded sample that counts against the budget, is deduplicated, and is fitted exactly like
+any candidate. Every result is plain text, truncated, in the names the model sees (anonymised
+strategies stay anonymised here too).
+
+The tools, and the episodes that call them (``agents.agent``), see the run through an
+``AgentContext``: the ledger, the scoring step, the strategy hook, the backend and the
+settings they need — never the loop.
 """
 
 from __future__ import annotations
@@ -15,26 +19,73 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from eqforge.agents.database import ProgramsDatabase
+from eqforge.agents.ledger import Ledger
+from eqforge.agents.llm.base import LLMBackend
+from eqforge.agents.scoring import Scoring
+from eqforge.agents.strategies import StrategyHook
+from eqforge.config import SamplerConfig
+from eqforge.evaluator.evaluate import EvalResult, Evaluator
+from eqforge.problems.spec import Split
 from eqforge.prompts.parsing import extract_program
 
-if TYPE_CHECKING:
-    from eqforge.agents.loop import DiscoveryLoop
-
 MAX_RESULT = 2000
+
+
+@dataclass
+class AgentState:
+    """Episodes of an agent run: how many were started, which are still open (to resume)."""
+
+    count: int = 0
+    active: int = 0
+    open: list[dict[str, Any]] = field(default_factory=list)
+
+    def restore(self, turns: list[dict[str, Any]], ledger: Ledger) -> None:
+        episodes: dict[str, dict[str, Any]] = {}
+        for t in turns:
+            ep = episodes.setdefault(t["episode"], {"id": t["episode"], "island": t.get("island", 0),
+                                                    "protocol": t.get("protocol", "text"),
+                                                    "messages": [], "turn": 0, "done": False})
+            ep["messages"] += t.get("messages") or []
+            ep["turn"] = max(ep["turn"], int(t.get("turn", 0)))
+            ep["done"] = bool(t.get("done"))
+            ledger.charge(t.get("prompt_tokens"), t.get("completion_tokens"), t.get("cost"))
+        self.count = max((int(e[1:]) for e in episodes if e[1:].isdigit()), default=0)
+        self.open = [e for e in episodes.values() if not e["done"]]
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """All an agent episode and its tools may touch (the loop builds one per run)."""
+
+    ledger: Ledger
+    scoring: Scoring
+    hook: StrategyHook
+    backend: LLMBackend
+    db: ProgramsDatabase
+    evaluator: Evaluator
+    train: Split
+    sampler: SamplerConfig
+    max_params: int
+    #: seconds an ``analyze`` job may run (the candidates' timeout, at most 30)
+    timeout: float
+    seed: int | None
+    state: AgentState = field(default_factory=AgentState)
 
 
 def truncate(text: str, limit: int = MAX_RESULT) -> str:
     return text if len(text) <= limit else text[: limit - 40] + f"\n… [truncated, {len(text)} chars]"
 
 
-def describe_data(loop: DiscoveryLoop) -> str:
+def describe_data(ctx: AgentContext) -> str:
     """Per-column statistics and the correlation matrix of the training split."""
-    spec = loop.hook.prompt_spec
-    train = loop.problem.train
+    spec = ctx.hook.prompt_spec
+    train = ctx.train
     names = [*spec.input_names, spec.output.name]
     cols = np.column_stack([train.X, train.y])
     lines = [f"training rows: {train.n}",
@@ -54,15 +105,15 @@ def describe_data(loop: DiscoveryLoop) -> str:
     return truncate("\n".join(lines))
 
 
-def best_programs(loop: DiscoveryLoop, k: Any) -> str:
+def best_programs(ctx: AgentContext, k: Any) -> str:
     try:
         k = max(1, min(5, int(k)))
     except (TypeError, ValueError):
         k = 3
     seen: set[str] = set()
     best = []
-    for r in sorted((r for r in loop.records if r.ok and r.program and r.score is not None),
-                    key=lambda r: -float(r.score)):
+    for r in sorted((r for r in ctx.ledger.records if r.ok and r.program and r.score is not None),
+                    key=lambda r: -float(r.score or 0.0)):
         if r.program_key in seen:
             continue
         seen.add(r.program_key or r.id)
@@ -75,28 +126,24 @@ def best_programs(loop: DiscoveryLoop, k: Any) -> str:
     for r in best:
         nmse = r.nmse.get("train")
         out.append(f"# {r.id}: NMSE (train) = {nmse:.4g}" if nmse is not None else f"# {r.id}")
-        out.append(r.program.rstrip())
+        out.append((r.program or "").rstrip())
     return truncate("\n".join(out))
 
 
-async def score_candidate(loop: DiscoveryLoop, code: str, base: dict[str, Any], *,
+async def score_candidate(ctx: AgentContext, code: str, base: dict[str, Any], *,
                           submit: bool) -> tuple[str, bool]:
     """``evaluate`` / ``submit``: one recorded sample. Returns (result text, budget left)."""
-    if loop._reserve(1) == 0:
-        return "the sample budget is exhausted: the episode ends here", False
-    try:
+    with ctx.ledger.reserve(1) as slot:
+        if not slot.n:
+            return "the sample budget is exhausted: the episode ends here", False
         extracted = extract_program(code if "def " in code else f"```python\n{code}\n```",
-                                    loop.hook.prompt_spec)
+                                    ctx.hook.prompt_spec)
         if extracted.ok and extracted.code is not None:
-            base, result = await loop.score(extracted.code, base)
+            base, result = await ctx.scoring.evaluate(extracted.code, base)
         else:
-            from eqforge.evaluator.evaluate import EvalResult
-
             base = {**base, "program": None}
             result = EvalResult.failure(extracted.error or "parse", extracted.detail)
-        rec = loop._commit(base, result, register=submit)
-    finally:
-        loop.reserved -= 1
+        rec = ctx.scoring.commit(base, result, register=submit)
     if not rec.ok:
         return truncate(f"{rec.id} failed: {rec.error}: {rec.detail}"), True
     nmse = rec.nmse.get("train")
@@ -105,28 +152,24 @@ async def score_candidate(loop: DiscoveryLoop, code: str, base: dict[str, Any], 
     if rec.duplicate_of:
         lines.append(f"(identical to {rec.duplicate_of}, evaluated before)")
     if not submit and rec.program and rec.params:
-        diagnosis = await loop.hook.diagnose(rec.program, list(rec.params), rec.id)
+        diagnosis = await ctx.hook.diagnose(rec.program, list(rec.params), rec.id)
         if diagnosis:
             lines.append(diagnosis)
     return truncate("\n".join(lines)), True
 
 
-def no_submission(loop: DiscoveryLoop, base: dict[str, Any], turns: int) -> str | None:
+def no_submission(ctx: AgentContext, base: dict[str, Any], turns: int) -> str | None:
     """An episode that used its turns without submitting: one failed sample (its id)."""
-    from eqforge.evaluator.evaluate import EvalResult
-
-    if loop._reserve(1) == 0:
-        return None
-    try:
-        rec = loop._commit({**base, "program": None}, EvalResult.failure(
+    with ctx.ledger.reserve(1) as slot:
+        if not slot.n:
+            return None
+        rec = ctx.scoring.commit({**base, "program": None}, EvalResult.failure(
             "agent:no-submit", f"the episode used its {turns} turns without calling submit"),
             register=False)
-    finally:
-        loop.reserved -= 1
     return rec.id
 
 
-async def analyze(loop: DiscoveryLoop, code: str) -> str:
+async def analyze(ctx: AgentContext, code: str) -> str:
     """The model's numpy analysis, run in the sandbox on the training split only.
 
     The code becomes the body of ``analysis(<inputs>, <target>)`` and is checked against the
@@ -138,19 +181,19 @@ async def analyze(loop: DiscoveryLoop, code: str) -> str:
     from eqforge.sandbox.messages import Job
     from eqforge.sandbox.policy import check
 
-    spec = loop.hook.prompt_spec
+    spec = ctx.hook.prompt_spec
     names = [*spec.input_names, spec.output.name]
     body = textwrap.indent(textwrap.dedent(code).strip("\n"), "    ") or "    pass"
     program = f"def analysis({', '.join(names)}):\n{body}\n"
-    violation = check(program, loop.evaluator.policy)
+    violation = check(program, ctx.evaluator.policy)
     if violation is not None:
         return f"refused by the sandbox policy: {violation.reason}: {violation.detail}"
-    train = loop.problem.train
+    train = ctx.train
     arrays = {n: np.ascontiguousarray(train.X[:, j], float) for j, n in enumerate(spec.input_names)}
     arrays[spec.output.name] = np.ascontiguousarray(train.y, float)
     job = Job(id=("analyze", time.monotonic_ns()), program=program, entry="analysis",
-              runner=ANALYZE, arrays=arrays, timeout=min(loop.config.evaluator.timeout, 30.0))
-    outcome = await asyncio.wrap_future(loop.evaluator.pool.submit(job))
+              runner=ANALYZE, arrays=arrays, timeout=ctx.timeout)
+    outcome = await asyncio.wrap_future(ctx.evaluator.pool.submit(job))
     printed = outcome.output or ""
     if not outcome.ok:
         return truncate(f"{printed}\nthe analysis failed: {outcome.reason}: {outcome.detail}".strip())

@@ -12,38 +12,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eqforge.agents.database import StoredProgram
+from eqforge.agents.ledger import Ledger
+from eqforge.agents.llm.base import LLMBackend
 from eqforge.agents.reflect import ReflectiveMemory
+from eqforge.config import SamplerConfig
+from eqforge.evaluator.evaluate import Evaluator
 from eqforge.evaluator.rundir import SampleRecord
 from eqforge.problems.entry import versioned
+from eqforge.problems.spec import Problem
 from eqforge.prompts.anonymise import anonymise
 from eqforge.prompts.builder import Notes, ProgramRef, PromptBuilder, initial_program
 from eqforge.prompts.parsing import Extracted, extract_program
 from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 from eqforge.prompts.strategy import load_strategy
 
-if TYPE_CHECKING:
-    from eqforge.agents.loop import DiscoveryLoop
-
 log = logging.getLogger(__name__)
 
 
-
 class StrategyHook:
-    def __init__(self, loop: DiscoveryLoop, name: str) -> None:
-        self.loop = loop
+    """One run's strategy. It reads the run's records through the ledger, asks the evaluator
+    for predictions (residual diagnoses) and the backend for reflections (memory); it is given
+    only the sampler settings, the run's seed and the params limit, never the loop."""
+
+    def __init__(self, name: str, problem: Problem, ledger: Ledger, evaluator: Evaluator,
+                 backend: LLMBackend, *, sampler: SamplerConfig, max_params: int, seed: int | None) -> None:
+        self.ledger = ledger
+        self.problem = problem
+        self.evaluator = evaluator
+        self.max_params = max_params
         self.strategy = load_strategy(name)
         self.name = name
-        spec = loop.problem.spec
+        spec = problem.spec
         self.prompt_spec = anonymise(spec, self.strategy.anonymous_description) \
             if self.strategy.anonymise else spec
-        self.builder = PromptBuilder(self.prompt_spec, strategy=name,
-                                     max_params=loop.config.evaluator.max_params)
-        every = loop.config.sampler.reflect_every or self.strategy.reflect_every
-        self.memory = ReflectiveMemory(self, every) if "memory" in self.strategy.blocks else None
-        self.agent_state = AgentState()
+        self.builder = PromptBuilder(self.prompt_spec, strategy=name, max_params=max_params)
+        self.memory = ReflectiveMemory(
+            ledger, backend, sampler, seed, strategy=name, description=self.prompt_spec.description,
+            every=sampler.reflect_every or self.strategy.reflect_every, size=self.strategy.memory_size,
+        ) if "memory" in self.strategy.blocks else None
         self._diagnoses: dict[str, str] = {}
         self._by_id: dict[str, SampleRecord] = {}
 
@@ -56,8 +65,9 @@ class StrategyHook:
         return initial_program(self.prompt_spec)
 
     def record(self, rec_id: str) -> SampleRecord | None:
-        if len(self._by_id) != len(self.loop.records):
-            self._by_id = {r.id: r for r in self.loop.records}
+        records = self.ledger.records
+        if len(self._by_id) != len(records):
+            self._by_id = {r.id: r for r in records}
         return self._by_id.get(rec_id)
 
     def _ref(self, p: StoredProgram) -> ProgramRef:
@@ -87,7 +97,7 @@ class StrategyHook:
     def failures(self, island: int | None) -> tuple[str, ...]:
         """Distinct failure reasons among the island's most recent failed samples."""
         s = self.strategy
-        recent = [r for r in reversed(self.loop.records)
+        recent = [r for r in reversed(self.ledger.records)
                   if r.source != "seed" and not r.ok and r.error
                   and (island is None or r.island == island)][: s.failure_window]
         out: list[str] = []
@@ -114,11 +124,10 @@ class StrategyHook:
     async def diagnose(self, code: str, params: list[float], label: str) -> str:
         from eqforge.evaluator.residuals import diagnose, format_diagnosis
 
-        evaluator = self.loop.evaluator
-        preds = await asyncio.to_thread(evaluator.predict, code, params)
+        preds = await asyncio.to_thread(self.evaluator.predict, code, params)
         if not preds or preds.get("train") is None:
             return ""
-        train = self.loop.problem.train
+        train = self.problem.train
         d = diagnose(train.X, train.y, preds["train"], self.prompt_spec.input_names)
         return format_diagnosis(d, label)
 
@@ -144,13 +153,7 @@ class StrategyHook:
     def eval_options(self) -> dict[str, Any]:
         if self.strategy.fit:
             return {}
-        return {"params": [1.0] * self.loop.config.evaluator.max_params}
-
-    async def agent_worker(self) -> None:
-        """One worker of a tool-using strategy: episodes until the budget stops them."""
-        from eqforge.agents.agent import run_episodes
-
-        await run_episodes(self.loop)
+        return {"params": [1.0] * self.max_params}
 
     # -- after each batch ---------------------------------------------------------------------
     async def after_batch(self) -> None:
@@ -160,30 +163,6 @@ class StrategyHook:
     def restore(self, events: list[dict[str, Any]]) -> None:
         if self.memory is not None:
             self.memory.restore(events)
-        if self.kind == "agent":
-            self.agent_state.restore(self.loop.recorder.read_turns(), self.loop)
-
-
-class AgentState:
-    """Episodes of an agent run: how many were started, which are still open (to resume)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.active = 0
-        self.open: list[dict[str, Any]] = []
-
-    def restore(self, turns: list[dict[str, Any]], loop: Any) -> None:
-        episodes: dict[str, dict[str, Any]] = {}
-        for t in turns:
-            ep = episodes.setdefault(t["episode"], {"id": t["episode"], "island": t.get("island", 0),
-                                                    "protocol": t.get("protocol", "text"),
-                                                    "messages": [], "turn": 0, "done": False})
-            ep["messages"] += t.get("messages") or []
-            ep["turn"] = max(ep["turn"], int(t.get("turn", 0)))
-            ep["done"] = bool(t.get("done"))
-            loop.charge(t.get("prompt_tokens"), t.get("completion_tokens"), t.get("cost"))
-        self.count = max((int(e[1:]) for e in episodes if e[1:].isdigit()), default=0)
-        self.open = [e for e in episodes.values() if not e["done"]]
 
 
 def _first_code_line(text: str) -> str:

@@ -7,6 +7,12 @@ result=result)`` and a duplicate reuses its first's result. On disk the result's
 sit flat in the sample's line (``ok``, ``error``, ``score``, ``params``, ``nmse``, …,
 ``eval_seconds``), the format every earlier run directory has; ``to_json`` and the
 validator convert between the two, so nothing else needs to know.
+
+Every field a line may carry is declared here, typed: the agent's (``episode``, ``turn``,
+``tool``, ``registered``) included. A key this model does not know — from a run directory
+written by a future version, or hand-edited — is ignored on reading rather than carried
+along untyped. The optional fields most records lack (``OMITTED_WHEN_NONE``) are left out of
+the line when unset, so lines are what earlier versions wrote.
 """
 
 from __future__ import annotations
@@ -21,11 +27,15 @@ from eqforge.evaluator.evaluate import EvalResult
 #: the EvalResult fields a sample's line carries (``seconds`` is written as ``eval_seconds``)
 RESULT_FIELDS = ("ok", "error", "detail", "score", "params", "n_params", "nmse", "metrics")
 
+#: fields written only when set (earlier versions wrote them only for the records that had them)
+OMITTED_WHEN_NONE = frozenset({"finish_reason", "reasoning_estimated", "episode", "turn", "tool",
+                               "registered", "response_truncated", "response_chars"})
+
 
 class SampleRecord(BaseModel):
     """One line of ``samples.jsonl``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     index: int
     id: str
@@ -54,6 +64,18 @@ class SampleRecord(BaseModel):
     #: (reported by the API, or estimated by the trace's share of the text: reasoning_estimated)
     reasoning_chars: int | None = None
     reasoning_tokens: int | None = None
+    reasoning_estimated: bool | None = None
+    #: why the model stopped: "stop", "length" (hit --max-tokens), …
+    finish_reason: str | None = None
+    #: the agent strategy's samples: the episode and turn that proposed it, through which tool
+    #: ("evaluate" or "submit"), and whether it entered the programs database (submits only)
+    episode: str | None = None
+    turn: int | None = None
+    tool: str | None = None
+    registered: bool | None = None
+    #: an answer longer than [llm] max_response_chars: cut before parsing; its original length
+    response_truncated: bool | None = None
+    response_chars: int | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -77,6 +99,9 @@ class SampleRecord(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The line written to ``samples.jsonl``."""
         out = self.model_dump(exclude={"result"})
+        for key in OMITTED_WHEN_NONE:
+            if out[key] is None:
+                del out[key]
         r = self.result
         out.update({k: getattr(r, k) for k in RESULT_FIELDS}, eval_seconds=r.seconds)
         return out
