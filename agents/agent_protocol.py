@@ -22,6 +22,7 @@ import json
 import math
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,9 +185,8 @@ def _first_fence(text: str, start: int = 0) -> Fence | None:
 
 def parse_action(text: str) -> list[ToolCall]:
     """The text protocol: the last ``Action:`` line and the code block after it."""
-    last = None
-    for last in _ACTION.finditer(text):  # the last one is wanted
-        pass
+    found = deque(_ACTION.finditer(text), maxlen=1)  # the last one is wanted
+    last = found[0] if found else None
     if last is None:
         block = _first_fence(text)
         if block and line_starts_with(block.body, f"def {ENTRY}"):
