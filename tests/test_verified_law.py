@@ -95,7 +95,7 @@ def test_float32_closed_form_is_unverified(tmp_path):
     row = model.equations_.loc[i]
     assert row["law_status"] == "unverified", row["verification"]
     assert row["equation"].startswith("[unverified] ") and "does not reproduce" in row["verification"]
-    assert model.latex(i).startswith(r"\text{[unverified]}")
+    assert model.latex(i).startswith(r"\mathrm{[unverified]}")
     for export in (model.numpy, model.sympy):
         with pytest.raises(ExportError, match="unverified") as err:
             export(i)

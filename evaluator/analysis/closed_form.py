@@ -12,6 +12,9 @@ from eqforge.evaluator.analysis.complexity import complexity
 from eqforge.evaluator.analysis.functions import SIG_DIGITS, NotConvertible, bounded
 from eqforge.evaluator.analysis.skeleton import to_sympy
 
+UNVERIFIED_TEXT = "[unverified] "
+UNVERIFIED_LATEX = r"\mathrm{[unverified]}\; "
+
 
 @dataclass
 class ClosedForm:
@@ -55,6 +58,23 @@ class ClosedForm:
 
     def mathml(self) -> str:
         return self._printed("mathml", _mathml, self.display)
+
+    def mark_unverified(self) -> None:
+        """Prefix every printed form with ``[unverified]``: this closed form does not
+        reproduce the scored program (``verify``), so nothing may show it as the law
+        unmarked. Idempotent."""
+        if not self.ok or self.rendered.get("text", "").startswith(UNVERIFIED_TEXT):
+            return
+        if not self.rendered:
+            self.render()
+        r = self.rendered
+        r["text"] = UNVERIFIED_TEXT + r["text"]
+        r["latex"] = UNVERIFIED_LATEX + r["latex"]
+        r["mathml"] = f"<mrow><mtext>[unverified]</mtext><mspace width='0.5em'/>{r['mathml']}</mrow>"
+
+    @property
+    def unverified(self) -> bool:
+        return self.rendered.get("text", "").startswith(UNVERIFIED_TEXT)
 
     def render(self) -> ClosedForm:
         """Print every form once (run where a deadline guards it: the helper process)."""

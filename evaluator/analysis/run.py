@@ -236,6 +236,9 @@ def verify_entry(e: Entry, names: list[str], worker: SymbolicWorker, reference: 
     if v is None:
         v = verify.unknown(f"the check did not finish ({worker.last_status})")
     e.verification = v
+    if v.status == verify.UNVERIFIED:
+        for cf in {id(f): f for f in (e.closed_form, e.written_form) if f is not None}.values():
+            cf.mark_unverified()
 
 
 def _recover(e: Entry, truth: str, names: list[str], worker: SymbolicWorker) -> Recovery:

@@ -2,8 +2,10 @@
 
 The report is built from the run directory alone: ``config.json`` and ``samples.jsonl``
 (plus the problem's data for the fit plots). Equations come from ``analysis.analyse_run``
-(AST to sympy, never executing a candidate here); predictions for the fit plots are
-recomputed by the sandboxed ``Evaluator``. The HTML embeds its images (PNG, and SVG for
+(AST to sympy in a helper process with deadlines, never executing a candidate here); each
+shown closed form is verified against the sandboxed ``Evaluator``'s predictions on the
+training rows (an unverified one is marked), and predictions for the fit plots are
+recomputed by the same sandbox. The HTML embeds its images (PNG, and SVG for
 the rendered math) and MathML, so it opens offline; the PNG plots are also written next to
 it in the run directory. The markdown variant links those PNGs and writes math as
 ``$$LaTeX$$`` for papers and notebooks."""
@@ -15,7 +17,13 @@ from pathlib import Path
 from eqforge.errors import EqforgeError
 from eqforge.evaluator.analysis import analyse_run
 from eqforge.evaluator.report import plots
-from eqforge.evaluator.report.data import PLOT_FILES, Report, load_run, predictions
+from eqforge.evaluator.report.data import (
+    PLOT_FILES,
+    Report,
+    load_run,
+    predictions,
+    reference_predictions,
+)
 from eqforge.evaluator.report.html import render_html
 from eqforge.evaluator.report.markdown import render_markdown
 
@@ -42,8 +50,11 @@ def build(run_dir: Path, *, budget: float = 60.0, top: int = 10) -> Report:
 def _build(run_dir: Path, *, budget: float, top: int) -> Report:
     data = load_run(run_dir)
     truth = data.problem.spec.ground_truth if data.problem is not None else None
-    analysis = analyse_run(data.samples, data.input_names, ground_truth=truth, budget=budget,
-                           show=top)
+    with reference_predictions(data) as reference:
+        analysis = analyse_run(data.samples, data.input_names, ground_truth=truth,
+                               budget=budget, show=top, reference=reference,
+                               X=data.problem.train.X if reference is not None and
+                               data.problem is not None else None)
     images: dict[str, bytes] = {}
     notes: dict[str, str] = {}
     converted = [e for e in analysis.entries if e.complexity is not None]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from eqforge.evaluator.analysis import Entry, RunAnalysis
 from eqforge.evaluator.analysis.laws import Law, entry_laws
 from eqforge.evaluator.analysis.pareto import pareto_front
 from eqforge.evaluator.rundir import RunDir, SampleRecord
+
+log = logging.getLogger(__name__)
 
 SPLIT_LABELS = {"train": "train", "test_id": "test ID", "test_ood": "test OOD"}
 PLOT_FILES = {"pareto": "plot-pareto.png", "progress": "plot-progress.png",
@@ -66,6 +73,36 @@ def load_run(run_dir: Path) -> RunData:
     except Exception as exc:  # noqa: BLE001 - data moved: report without the fit plots
         data.problem_error = f"{type(exc).__name__}: {exc}"
     return data
+
+
+@contextlib.contextmanager
+def reference_predictions(data: RunData) -> Iterator[Callable[[Entry], np.ndarray | None] | None]:
+    """The sandbox's training-row predictions of an entry (to verify closed forms with), or
+    ``None`` when the problem's data or the sandbox is not available."""
+    if data.problem is None:
+        yield None
+        return
+    from eqforge.config import EvaluatorConfig
+    from eqforge.evaluator.evaluate import Evaluator
+
+    base = data.run_config.evaluator if data.run_config is not None else EvaluatorConfig()
+    try:
+        ev = Evaluator(data.problem, base.model_copy(update={"workers": 1}))
+    except Exception as exc:  # noqa: BLE001 - the report goes on, closed forms unchecked
+        log.warning("no sandbox to verify closed forms: %s", exc)
+        yield None
+        return
+
+    def reference(e: Entry) -> np.ndarray | None:
+        if not e.params:
+            return None
+        preds = ev.predict(e.program, list(e.params))
+        return None if not preds or "train" not in preds else np.asarray(preds["train"])
+
+    try:
+        yield reference
+    finally:
+        ev.close()
 
 
 def predictions(data: RunData, entry: Entry) -> tuple[dict[str, tuple[Any, Any]], str | None]:

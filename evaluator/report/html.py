@@ -86,6 +86,8 @@ def _recovery_html(report: Report) -> str:
     truth_tex = _truth_latex(truth, report.data.input_names)
     if rec is None:
         badge, detail = "<span class='badge na'>not checked</span>", "the check did not run"
+    elif rec.recovered is None:
+        badge, detail = "<span class='badge na'>unknown</span>", rec.detail
     elif rec.recovered:
         badge, detail = "<span class='badge ok'>recovered</span>", rec.detail
     else:
@@ -173,7 +175,7 @@ def _equations_table_html(laws: list[Law[Entry]], *, recovery: bool) -> str:
         rec = ""
         if recovery:
             r = e.recovery
-            rec = "<td>" + ("" if r is None else ("yes" if r.recovered else "no")) + "</td>"
+            rec = "<td>" + ("" if r is None else {True: "yes", False: "no"}.get(r.recovered, "unknown")) + "</td>"
         rows.append(
             f"<tr><td>{i}</td><td>{_e(e.id)}</td><td>{eq}</td>"
             f"<td class='num'>{e.complexity if e.complexity is not None else '–'}</td>"

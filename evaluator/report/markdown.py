@@ -36,7 +36,7 @@ def _md_equations(laws: list[Law[Entry]], recovery: bool) -> list[str]:
                f"| {_g(e.nmse.get('test_ood'), 3)} | {law.count} |")
         if recovery:
             r = e.recovery
-            row += f" {'' if r is None else ('yes' if r.recovered else 'no')} |"
+            row += f" {'' if r is None else {True: 'yes', False: 'no'}.get(r.recovered, 'unknown')} |"
         lines.append(row)
     return lines
 
@@ -87,8 +87,7 @@ def render_markdown(report: Report, where: Path) -> str:
         truth = analysis.ground_truth
         if truth:
             rec = best.recovery
-            verdict = ("recovered" if rec is not None and rec.recovered else
-                       "not recovered" if rec is not None else "not checked")
+            verdict = rec.status if rec is not None else "not checked"
             out += [f"**Symbolic recovery: {verdict}** — "
                     f"{rec.detail if rec is not None else ''}. Ground truth: `{truth}`.", ""]
         else:
