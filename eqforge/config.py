@@ -94,6 +94,9 @@ class BackendConfig(_Frozen):
                                     " hidden reasoning (max_completion_tokens)")
     engine: Literal["auto", "llama-cpp", "transformers"] = Field(
         "auto", description="in-process engine for --llm local:PATH")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads of the in-process engine (local:; default: half the cores, at"
+        " least 1, which keeps its speed when another process shares the cores)")
     engine_args: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="engine settings (local: n_ctx, threads; vllm: max_model_len,"
         " gpu_memory_utilization, tensor_parallel_size, dtype)", json_schema_extra={"flag": None})

@@ -237,7 +237,7 @@ def make_local_backend(arg: str | None, options: BackendConfig) -> LocalBackend:
         path = resolve_model(arg)
     else:
         path, why = default_model(options.engine)
-    threads = getattr(options, "threads", None) or extra.get("threads")
+    threads = options.threads or extra.get("threads")
     backend = LocalBackend(
         path,
         engine=options.engine,
