@@ -52,6 +52,11 @@ class ProblemSpec(BaseModel):
         default_factory=list, description="modules this problem's programs may import, beyond the default policy"
     )
     min_rows: int = 10
+    pointwise: bool = Field(
+        default=True,
+        description="each row's prediction depends on that row alone (enforced: rows shown in a hidden order, "
+        "subsets checked); false only for a model that truly needs whole columns, and the run records say so",
+    )
     split: dict[str, str | int | float | bool] | None = Field(
         default=None,
         description="how the data were made and split (method, seed, fractions, OOD variable), for the record",
@@ -119,6 +124,8 @@ class Problem:
             "output": self.output_name,
             "rows": {k: v.n for k, v in self.splits.items()},
             "source": self.source,
+            # the contract scores are checked against; false only by the problem's own opt-out
+            **({} if self.spec.pointwise else {"pointwise": False}),
         }
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid

@@ -80,6 +80,14 @@ def test_an_opted_out_problem_scores_column_models_and_says_so() -> None:
     with Evaluator(problem, _config()) as ev:
         res = ev.evaluate_many([OSC1 + ATTACKS["mean-centring"]])[0]
     assert res.ok and res.fit["pointwise"] is False
+    assert problem.summary()["pointwise"] is False and "pointwise" not in base.summary()
+
+
+def test_every_builtin_problem_is_pointwise() -> None:
+    from eqforge.problems.builtin import builtin_spec, builtin_spec_names
+
+    names = builtin_spec_names()
+    assert names and all(builtin_spec(n).pointwise for n in names)  # type: ignore[union-attr]
 
 
 def test_agree_tolerates_float_noise_only() -> None:

@@ -91,4 +91,8 @@ def _facts(data: RunData, analysis: RunAnalysis) -> Facts:
         ("tokens", f"{tokens_p + tokens_c:,} ({tokens_p:,} prompt, {tokens_c:,} completion)"),
         ("cost", f"${cost:.4f}"),
     ]
+    if (data.problem is not None and not data.problem.spec.pointwise) or \
+            (data.config.get("problem") or {}).get("pointwise") is False:
+        rows.append(("pointwise contract", "OFF for this problem (pointwise = false): programs may use whole "
+                     "columns, so scores are not laws of one row"))
     return Facts(rows)
