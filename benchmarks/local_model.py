@@ -23,6 +23,7 @@ response parses with ``extract_program`` and the program evaluates in the sandbo
 
     python benchmarks/local_model.py --samples 24                    # generation A/B
     python benchmarks/local_model.py --samples 24 --loads --install  # plus load and install times
+    python benchmarks/local_model.py models --samples 16             # which model: see model_choice.py
 
 Results are printed as a table and written as JSON (``--out``).
 """
@@ -44,7 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.agents.llm.base import SamplingParams
-from eqforge.agents.llm.local import LocalBackend, _Sample, _TransformersEngine, available_engines, resolve_model
+from eqforge.agents.llm.engine_transformers import TransformersEngine as _TransformersEngine
+from eqforge.agents.llm.engines import Sample as _Sample
+from eqforge.agents.llm.engines import available_engines
+from eqforge.agents.llm.local import LocalBackend, resolve_model
 from eqforge.config import EvaluatorConfig
 from eqforge.evaluator.evaluate import Evaluator
 from eqforge.problems.registry import load_problem
@@ -301,6 +305,12 @@ def summarise(name: str, st: dict, load: float | None, later_load: float | None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["models"]:
+        from model_choice import main as models_main  # the model comparison (issue 25)
+
+        return models_main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="GGUF file (default: the [local] extra's Gemma 3 270M)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/llmsr/oscillator1"))

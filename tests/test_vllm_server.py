@@ -172,3 +172,33 @@ def test_eqforge_run_end_to_end(server, llmsr_data, tmp_path, capsys):
                   f"identical responses {identical}, copied request batches 0, "
                   f"tokens {summary['tokens']['prompt']}+{summary['tokens']['completion']}")
     assert summary["valid"] >= 1
+
+
+def test_slow_server_issue_scenario_completes(server, llmsr_data, tmp_path, capsys):
+    """Issue 25's scenario: 32 samples, 4 prompts in flight, completion style, the defaults
+    (1,024 max tokens, 120 s timeout) that made a CPU vLLM time out. Streamed answers, each
+    ended at its body: the run completes, no request's answers repeat another's."""
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    code = main(["run", "oscillator1", "--data", str(llmsr_data / "oscillator1"), "--llm", "openai-compatible",
+                 "--base-url", server, "--model", vllm_env.MODEL_NAME, "--prompt-style", "completion",
+                 "--out", str(out), "--quiet", "--samples", "32", "--concurrency", "4", "--workers", "1",
+                 "--no-cache", "--seed", "0"])
+    seconds = time.monotonic() - t0
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    llm = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    llm = [r for r in llm if r["source"] == "llm"]
+    assert len(llm) == summary["samples"] == 32
+    assert len({(r["seed"], r["choice"]) for r in llm}) == 32
+    by_request = defaultdict(list)
+    for r in llm:
+        by_request[r["seed"]].append(r["response"])
+    batches = [tuple(v) for v in by_request.values()]
+    assert len(set(batches)) == len(batches), "two requests returned the same answers"
+    errors = [r["error"] for r in llm if r["error"] and r["error"].startswith("llm:")]
+    assert not errors, errors
+    identical = len(llm) - len({r["response"] for r in llm})
+    _say(capsys, f"vllm: issue-25 run of 32 samples (concurrency 4, completion) in {seconds:.0f}s: "
+                  f"valid {summary['valid']}/32, identical responses {identical}, "
+                  f"tokens {summary['tokens']['prompt']}+{summary['tokens']['completion']}")

@@ -297,7 +297,10 @@ class OpenAIBackend(LLMBackend):
         o = self._openai
         n = int(params.get("n", 1))
         stops = tuple(sampling.stop or (COMPLETION_STOPS if style == "completion" else ()))
-        opts = {} if "stream_options" in self.omit else {"stream_options": {"include_usage": True}}
+        # usage in the last chunk (OpenAI, llama.cpp) and, with vLLM, in every chunk: a stream
+        # closed early still knows its prompt tokens
+        opts = {} if "stream_options" in self.omit else {
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
         if style == "completion":
             stream = await self.client.completions.create(prompt=prompt.completion, stream=True, **opts, **params)
         else:
