@@ -134,9 +134,10 @@ class Scoring:
         return rec
 
     def _register(self, rec: SampleRecord, island: int | None, score: float | None = None) -> None:
-        if self.db is not None and rec.program is not None:
-            self.db.register(StoredProgram(rec.id, rec.program, float(rec.score if score is None else score),
-                                           tuple(rec.params or ())), island)
+        """Enter a valid record's program in the database (``score`` overrides its own)."""
+        score = rec.score if score is None else score
+        if self.db is not None and rec.program is not None and score is not None:
+            self.db.register(StoredProgram(rec.id, rec.program, float(score), tuple(rec.params or ())), island)
 
     # -- model responses ------------------------------------------------------------------
     async def evaluate_response(self, c: Completion, prompt: Prompt, extract: Extract, *, island: int,

@@ -103,7 +103,7 @@ class StrategyHook:
         out: list[str] = []
         for r in recent:
             detail = " ".join((r.detail or "").split())[:140]
-            line = f"{r.error}: {detail}" if detail else r.error
+            line = f"{r.error}: {detail}" if detail else str(r.error)
             if line not in out:
                 out.append(line)
             if len(out) >= s.max_failures:

@@ -15,9 +15,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import layout
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
