@@ -27,6 +27,10 @@ def _load_library() -> None:
     except ModuleNotFoundError as exc:  # pragma: no cover - only in a stripped-down install
         if exc.name != "eqforge.problems.library":
             raise
+        return
+    from eqforge.problems.lsrt import register  # lsrt-<id>-<var>: Feynman solved for an input
+
+    register()
 
 
 def list_problems() -> dict[str, str]:
