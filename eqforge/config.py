@@ -3,7 +3,7 @@
 One model per concern (database, sampler, evaluator, run, llm), composed into ``Config``. A
 TOML file (``--config``) and CLI flags override the defaults; unknown keys are errors so a
 typo never silently falls back to a default. The CLI's flags are generated from these
-fields (``eqforge.cli_flags``): a field's description and default are its ``--help`` text,
+fields (``eqforge.flags``): a field's description and default are its ``--help`` text,
 so each is written once, here. ``json_schema_extra={"flag": ...}`` names a flag that differs
 from the field's name, ``{"flag": None}`` keeps a field off the command line.
 """
@@ -11,6 +11,7 @@ from the field's name, ``{"flag": None}`` keeps a field off the command line.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -120,6 +121,26 @@ class BackendConfig(_Frozen):
         return validated(cls, {**fields, "spec": spec, "weight": weight}, source="--llm")
 
 
+#: the ``[llm]`` keys that may arrive among a backend's options (estimator dicts, old runs)
+LLM_LEVEL_KEYS = ("cache", "cache_dir", "prices")
+
+
+def with_shared_options(specs: Iterable[str] | None, options: Mapping[str, Any],
+                        current: Iterable[BackendConfig] = (), *, source: str = "--llm") -> list[BackendConfig]:
+    """The models of a run: one per ``--llm`` spec (``openai:gpt-4o@0.2``), each with the
+    backend ``options`` every ``--llm`` shares; with no specs, the ``current`` models with the
+    options on top. The one merge of the command line, the estimator and old run directories."""
+    if specs:
+        return [BackendConfig.from_cli(text, **options) for text in specs]
+    return [validated(BackendConfig, {**b.model_dump(), **options}, source=source) for b in current]
+
+
+def split_llm_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Backend options given as one dict -> (the ``[llm]`` keys, the per-backend keys)."""
+    llm = {k: v for k, v in options.items() if k in LLM_LEVEL_KEYS}
+    return llm, {k: v for k, v in options.items() if k not in LLM_LEVEL_KEYS}
+
+
 class LLMConfig(_Frozen):
     """Which model(s) write the programs, and what is kept of their answers."""
 
@@ -220,15 +241,14 @@ def upgrade_saved(saved: dict[str, Any]) -> dict[str, Any]:
     config = {k: dict(v) if isinstance(v, dict) else v for k, v in (saved.get("config") or {}).items()}
     if "llm" not in run and "backend" not in run and "prompt_style" not in config.get("sampler", {}):
         return saved
-    options = dict(run.pop("backend", None) or {})
+    llm, options = split_llm_options(run.pop("backend", None) or {})
     style = config.get("sampler", {}).pop("prompt_style", None)
-    llm = {k: options.pop(k) for k in ("cache", "cache_dir", "prices") if k in options}
     options.pop("replay_start", None)
     if "extra" in options:
         options["engine_args"] = options.pop("extra")
     if style is not None:
         options["prompt_style"] = style
     specs = run.pop("llm", None) or [BackendConfig().spec]
-    llm["backends"] = [BackendConfig.from_cli(text, **options).model_dump(mode="json") for text in specs]
+    llm["backends"] = [b.model_dump(mode="json") for b in with_shared_options(specs, options)]
     config["llm"] = llm
     return {**saved, "run": run, "config": config}

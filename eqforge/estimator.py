@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from eqforge import equations as eqtable
 from eqforge.api import RunSpec, adiscover, aresume, discover, resume
-from eqforge.config import BackendConfig, Config, load_config
+from eqforge.config import Config, load_config, split_llm_options, with_shared_options
 from eqforge.errors import EqforgeError, ProblemError
 from eqforge.evaluator.rundir import RunDir
 from eqforge.export import ExportError, Law, jax_export, law_from_program, numpy_callable, torch_module
@@ -144,7 +144,8 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
 
     # -- configuration ---------------------------------------------------------------------------
     def _base_config(self) -> tuple[Config, dict[str, Any]]:
-        cfg, backend = self.config, {}
+        cfg = self.config
+        backend: dict[str, Any] = {}
         if cfg is None:
             return Config(), backend
         if isinstance(cfg, Config):
@@ -162,8 +163,7 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
         config, backend = self._base_config()
         sampler: dict[str, Any] = {}
         if self.strategy is not None:
-            field = "strategy" if "strategy" in type(config.sampler).model_fields else "template"
-            sampler[field] = self.strategy
+            sampler["strategy"] = self.strategy
         config = config.with_overrides({
             "run": {"samples": self.samples, "max_seconds": self.max_seconds,
                     "max_cost": self.max_cost, "seed": self.seed},
@@ -174,9 +174,8 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
             config = config.with_overrides({"evaluator": {"max_params": n_inputs + 1}})
         specs = [self.llm] if isinstance(self.llm, str) else list(self.llm or [])
         if specs or backend:  # the models, and "backend" options for each, as [llm] has them
-            shared = {k: backend.pop(k) for k in ("cache", "cache_dir", "prices") if k in backend}
-            backends = ([BackendConfig.from_cli(s, **backend) for s in specs] if specs else
-                        [BackendConfig.model_validate({**b.model_dump(), **backend}) for b in config.llm.backends])
+            shared, options = split_llm_options(backend)
+            backends = with_shared_options(specs, options, config.llm.backends, source="config['backend']")
             config = config.with_overrides({"llm": {**shared, "backends": [b.model_dump() for b in backends]}})
         return config
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from eqforge.config import BackendConfig, Config, ConfigError, validated
+from eqforge.config import BackendConfig, Config, ConfigError, with_shared_options
 
 #: the pseudo-section of the fields every ``--llm`` model shares on the command line
 BACKEND = "llm.backend"
@@ -107,11 +107,7 @@ def apply_flags(config: Config, args: argparse.Namespace) -> Config:
     shared = given(args, BACKEND)
     specs = shared.pop("spec", None)
     if specs is not None or shared:
-        if specs is not None:
-            backends = [BackendConfig.from_cli(text, **shared) for text in specs]
-        else:
-            backends = [validated(BackendConfig, {**b.model_dump(), **shared}, source="command line")
-                        for b in config.llm.backends]
+        backends = with_shared_options(specs, shared, config.llm.backends, source="command line")
         overrides.setdefault("llm", {})["backends"] = [b.model_dump() for b in backends]
     return config.with_overrides(overrides) if overrides else config
 
