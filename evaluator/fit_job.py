@@ -52,13 +52,14 @@ class FitJob:
             raw["parent"] = {int(k): float(v) for k, v in raw["parent"].items()}
         return cls(**raw)
 
-    def fit_options_for(self, indices: tuple[int, ...], anchors: tuple[int, ...]) -> FitOptions:
+    def fit_options_for(self, indices: tuple[int, ...], anchors: tuple[int, ...],
+                        total_seconds: float | None = None) -> FitOptions:
         """The default fitter's options for this job (overrides checked by name)."""
         known = {f.name for f in fields(FitOptions)}
         extra = {k: v for k, v in self.fit_options.items() if k in known}
         return FitOptions(n_params=self.n_params, indices=indices, seed=self.seed, time_budget=self.time_budget,
                           subsample=self.subsample, parent=dict(self.parent) if self.parent else None,
-                          anchors=anchors, **extra)
+                          anchors=anchors, total_seconds=total_seconds, **extra)
 
 
 class FitPayload(TypedDict):

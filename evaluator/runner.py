@@ -199,7 +199,9 @@ def _fit_job(host: Host, job: Job, options: FitJob) -> FitPayload:
         if options.fitter == "llmsr":
             res = fit_llmsr(lambda p: remote.predict(p, None), y, n_params)
         else:
-            opts = options.fit_options_for(tuple(indices), _extremes(host.trusted))
+            # the whole fit ends before the job does, leaving the scoring process its time
+            total = float(job.timeout) - (time.perf_counter() - started) - max(0.5, 0.05 * float(job.timeout))
+            opts = options.fit_options_for(tuple(indices), _extremes(host.trusted), total)
             res = fit_default(remote.predict, y, opts, remote.predict_many if options.batch else None,
                               remote.predict_each)
         params = np.ones(n_params)
@@ -211,12 +213,13 @@ def _fit_job(host: Host, job: Job, options: FitJob) -> FitPayload:
     # every split at the final params, in this process's own order: compared with the scoring process
     fitted = _checked(remote, params, host.rows, False) if hidden else {}
     session.close()  # killed and reaped before the scoring process exists
-    fit_info.update(seconds=time.perf_counter() - started, round_trips=remote.calls + 1)
+    fit_info.update(seconds=time.perf_counter() - started)
     fit_info["indices"] = indices
     # The predictions that get scored: a fresh process, given only the final vector.
     scoring = Remote(host.open(grace=max(1.0, 0.25 * float(job.timeout))), n, rng, hidden)
     predictions = _checked(scoring, params, host.rows, hidden)
     scoring.session.close()
+    fit_info["round_trips"] = remote.calls + scoring.calls
     for split, values in fitted.items():
         pointwise.require(pointwise.agree(values, predictions[split]),
                           f"{split}: two processes, each with its own row order and probes", values,

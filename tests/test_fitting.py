@@ -160,9 +160,15 @@ def test_time_budget_is_respected() -> None:
             "        out[i] = params[0] * np.sin(params[1] * x[i]) + params[2] * np.tanh(params[3] * x[i])\n"
             "    return out\n")
     start = time.perf_counter()
-    out, loss = _run(code, x[:, None], y, time_budget=0.5)
+    out, loss = _run(code, x[:, None], y, time_budget=0.5, fit_options={"llmsr_start": False})
     assert time.perf_counter() - start < 5.0 and np.isfinite(loss)  # unbounded: ~8 s
     assert any("time budget" in note for note in out["fit"]["notes"])
+    # LLM-SR's own start is not bound by the search's budget, only by LLM-SR's limit and the job's
+    start = time.perf_counter()
+    usage = param_usage(code)
+    out = local_fit(_fn(code), {"train": x[:, None]}, y, {"indices": list(usage.fit_indices(10)),
+                                                          "time_budget": 0.5}, timeout=3.0)
+    assert time.perf_counter() - start < 6.0 and np.all(np.isfinite(out["predictions"]["train"]))
 
 
 # -- LLM-SR's procedure --------------------------------------------------------------------

@@ -46,9 +46,11 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
+from eqforge.evaluator.fit.llmsr import bfgs_from_ones
 from eqforge.evaluator.fit.options import FitOptions, FitResult, ManyModel, OutOfTime, RowModel, mse
 from eqforge.evaluator.fit.projection import _affine_params, _Projected
 from eqforge.evaluator.fit.scipy_lean import minimize
@@ -57,10 +59,29 @@ from eqforge.evaluator.fit.search import _candidates, _lm, _subsample
 
 def fit_default(model: RowModel, y: np.ndarray, opts: FitOptions,
                 model_many: ManyModel | None = None, model_each: ManyModel | None = None) -> FitResult:
-    """Variable-projected multi-start least squares on the used params, polished on all rows."""
+    """LLM-SR's procedure run to convergence, then variable-projected multi-start least
+    squares on the used params polished on all rows; the lower of the two."""
+    start = time.perf_counter()
+    total = opts.total_seconds if opts.total_seconds is not None else np.inf
+    idx = tuple(opts.indices if opts.indices is not None else range(opts.n_params))
+    ref = None
+    if opts.llmsr_start and idx:
+        each = model_each or (lambda P, rows: np.stack([model(p, rows) for p in P]))
+        ref = bfgs_from_ones(each, y, opts.n_params, idx, start + min(opts.llmsr_seconds, total))
+    left = total - (time.perf_counter() - start)
+    if left < opts.time_budget:
+        opts = replace(opts, time_budget=max(0.05 * opts.time_budget, left))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _fit_default(model, model_many, y, opts, model_each)
+        res = _fit_default(model, model_many, y, opts, model_each)
+    if ref is None:
+        return res
+    res.nfev += ref.nfev
+    res.starts += 1
+    if ref.loss < res.loss:
+        res.notes.append(f"LLM-SR's BFGS from ones is lower ({ref.loss:.6g} < {res.loss:.6g})")
+        return FitResult(ref.params, ref.loss, res.nfev, res.starts, res.method + "+llmsr-bfgs", res.notes)
+    return res
 
 
 def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, opts: FitOptions,

@@ -60,6 +60,9 @@ class FitOptions:
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
     ones_basin: bool = True  # always polish LLM-SR's own start (ones) on all rows too (off: ablation)
     speculate: bool = True  # on subsamples, evaluate each point's Jacobian steps with its residuals
+    llmsr_start: bool = True  # run LLM-SR's own procedure (BFGS from ones) first, keep the lower (off: ablation)
+    llmsr_seconds: float = 30.0  # ... with LLM-SR's own time limit, never the search's budget
+    total_seconds: float | None = None  # hard end of the whole fit (the job's timeout), if any
 
 
 class OutOfTime(Exception):
