@@ -76,9 +76,14 @@ def _op_text(program: str, params: list[float] | None) -> str:
     return equation_text_here(program, params)
 
 
+def _op_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Any module-level function (pickled by name), e.g. rendering a candidate's LaTeX."""
+    return fn(*args)
+
+
 _OPS: dict[str, Callable[..., Any]] = {
     "convert": _op_convert, "simplify": _op_simplify, "recover": _op_recover,
-    "verify": _op_verify, "text": _op_text,
+    "verify": _op_verify, "text": _op_text, "call": _op_call,
 }
 
 

@@ -44,8 +44,25 @@ def _positive(values: Sequence[float | None]) -> np.ndarray:
     return np.where(arr > 0, arr, 1e-300)
 
 
+#: rendering a candidate's LaTeX: longer formulas are not drawn (MathML is shown), and the
+#: drawing runs in the analysis' helper process under this deadline
+MAX_MATH_CHARS = 4000
+MATH_TIMEOUT = 10.0
+
+
 def math_svg(latex: str, *, size: float = 16) -> bytes | None:
-    """LaTeX (sympy's dialect) rendered by mathtext as SVG, or None if mathtext cannot."""
+    """LaTeX (sympy's dialect) rendered by mathtext as SVG, or None if mathtext cannot (or
+    not within ``MATH_TIMEOUT``: the text comes from a candidate's expression)."""
+    from eqforge.evaluator.analysis.worker import SymbolicWorker
+
+    if len(latex) > MAX_MATH_CHARS:
+        return None
+    with SymbolicWorker() as worker:
+        out = worker.call("call", _math_svg_here, latex, size, timeout=MATH_TIMEOUT)
+    return out if isinstance(out, bytes) else None
+
+
+def _math_svg_here(latex: str, size: float) -> bytes | None:
     from matplotlib import mathtext
 
     buf = io.BytesIO()
