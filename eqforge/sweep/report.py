@@ -3,8 +3,12 @@
 ``write_outputs(DIR)`` reads the sweep directory only (its plan and run directories, through
 ``results``) and writes ``results.csv``, ``results.md``, ``curves.png`` (per strategy and
 model: the median over problems and seeds of the best-so-far train NMSE, against samples),
-``curves-problems.png`` (the same per problem, median over seeds; for up to 24 problems)
-and ``report.html``, which embeds the tables and the PNGs and loads nothing else, so it
+``curves-problems.png`` (the same per problem, median over seeds; for up to 24 problems),
+``strategies.csv`` and ``comparisons.csv`` (the per-strategy statistics and the paired
+tests, also joined into ``results.csv`` and shown in the report), ``comparison.png``
+(median rank with its bootstrap interval, symbolic accuracy recovered / not recovered /
+unknown, and the paired tests' p-values as a matrix) and ``report.html``, which embeds the
+tables and the PNGs and loads nothing else, so it
 opens offline and can be mailed. What ``eqforge sweep`` writes at the end and
 ``eqforge sweep DIR --table`` writes at any time.
 """
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from eqforge.sweep import results as R
+from eqforge.sweep import stats as S
 from eqforge.sweep.spec import short_problem
 
 MAX_PROBLEM_PANELS = 24
@@ -61,7 +66,7 @@ def _draw(ax: Any, series: dict[tuple[str, str], np.ndarray], llms: set[str]) ->
     drawn = False
     for (strategy, llm), y in sorted(series.items()):
         if y.size and np.isfinite(y).any():
-            style = "--" if llm.startswith(R.BASELINE_PREFIX) else "-"
+            style = "--" if R.is_baseline(llm) else "-"
             ax.plot(np.arange(1, y.size + 1), y, style, lw=1.6, label=_label(strategy, llm, llms))
             drawn = True
     if drawn:
@@ -117,6 +122,57 @@ def problem_curves_plot(results: list[R.RunResult]) -> bytes | None:
     return _png(fig)
 
 
+def comparison_plot(summary: list[dict[str, Any]], tests: list[dict[str, Any]]) -> bytes:
+    """Three panels: median rank with its bootstrap 95 % interval, SA counts, paired p-values."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(15, max(3.5, 0.45 * len(summary) + 1.5)))
+    labels = [f"{r['strategy']} · {r['llm']}" for r in summary]
+    y = np.arange(len(summary))
+    ax = fig.add_subplot(1, 3, 1)
+    med = np.array([r["median_rank"] for r in summary], float)
+    lo = np.array([r["rank_ci_low"] for r in summary], float)
+    hi = np.array([r["rank_ci_high"] for r in summary], float)
+    ax.errorbar(med, y, xerr=[med - lo, hi - med], fmt="o", capsize=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("median rank over problems (1 = best), 95 % bootstrap CI")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax = fig.add_subplot(1, 3, 2)
+    left = np.zeros(len(summary))
+    for col, colour, name in (("sa_recovered", "#2a9d55", "recovered"),
+                              ("sa_not_recovered", "#c0392b", "not recovered"),
+                              ("sa_unknown", "#aaaaaa", "unknown")):
+        vals = np.array([r[col] or 0 for r in summary], float)
+        ax.barh(y, vals, left=left, color=colour, label=name)
+        left += vals
+    ax.set_yticks(y, [""] * len(summary))
+    ax.invert_yaxis()
+    ax.set_xlabel("problems (symbolic accuracy)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax = fig.add_subplot(1, 3, 3)
+    index = {lab: i for i, lab in enumerate(labels)}
+    mat = np.full((len(labels), len(labels)), np.nan)
+    for t in tests:
+        i, j = index.get(t["a"]), index.get(t["b"])
+        if i is not None and j is not None and t["p_value"] is not None:
+            mat[i, j] = mat[j, i] = t["p_value"]
+    im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis_r")
+    for t in tests:
+        i, j = index.get(t["a"]), index.get(t["b"])
+        if i is None or j is None:
+            continue
+        ax.text(j, i, f"{t['a_better']}:{t['b_better']}", ha="center", va="center", fontsize=7, color="w")
+        ax.text(i, j, f"{t['b_better']}:{t['a_better']}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xticks(range(len(labels)), [str(i + 1) for i in range(len(labels))], fontsize=8)
+    ax.set_yticks(range(len(labels)), [f"{i + 1}" for i in range(len(labels))], fontsize=8)
+    ax.set_title("Wilcoxon p (colour); wins row:column", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle("Strategies compared (numbers in the matrix: the order of the left panels)")
+    fig.tight_layout()
+    return _png(fig)
+
+
 def collect(out: Path) -> list[R.RunResult]:
     from eqforge.sweep.execute import SweepDir
 
@@ -130,19 +186,28 @@ def write_outputs(out: str | Path) -> dict[str, Path]:
     results = collect(out)
     rows = R.cell_rows(results)
     summary, notes = R.strategy_summary(rows)
-    paths = {"csv": out / "results.csv", "markdown": out / "results.md",
-             "curves": out / "curves.png", "html": out / "report.html"}
-    paths["csv"].write_text(R.to_csv(rows), encoding="utf-8")
-    paths["markdown"].write_text(R.results_markdown(rows, summary, notes), encoding="utf-8")
+    tests = R.comparisons(rows)
+    paths = {"csv": out / "results.csv", "markdown": out / "results.md", "strategies": out / "strategies.csv",
+             "comparisons": out / "comparisons.csv", "curves": out / "curves.png", "html": out / "report.html"}
+    paths["csv"].write_text(R.to_csv(R.joined(rows, summary), R.CSV_COLUMNS), encoding="utf-8")
+    paths["strategies"].write_text(R.to_csv(summary, R.SUMMARY_COLUMNS), encoding="utf-8")
+    paths["comparisons"].write_text(R.to_csv(tests, S.COMPARISON_COLUMNS), encoding="utf-8")
+    paths["markdown"].write_text(R.results_markdown(rows, summary, notes, tests), encoding="utf-8")
+    images = []
+    if summary:
+        compared = comparison_plot(summary, tests)
+        paths["comparison"] = out / "comparison.png"
+        paths["comparison"].write_bytes(compared)
+        images.append(("Strategies compared: rank, symbolic accuracy, paired tests", compared))
     curves = curves_plot(results)
     paths["curves"].write_bytes(curves)
-    images = [("Best-so-far curves per strategy", curves)]
+    images.append(("Best-so-far curves per strategy", curves))
     per_problem = problem_curves_plot(results)
     if per_problem is not None:
         paths["problem_curves"] = out / "curves-problems.png"
         paths["problem_curves"].write_bytes(per_problem)
         images.append(("Best-so-far curves per problem", per_problem))
-    paths["html"].write_text(render_html(out, rows, summary, notes, images, results), encoding="utf-8")
+    paths["html"].write_text(render_html(out, rows, summary, notes, images, results, tests), encoding="utf-8")
     return paths
 
 
@@ -161,14 +226,14 @@ img{max-width:100%;height:auto;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.8rem}
 li{margin:.2rem 0}
 """
-TEXT_COLUMNS = {"problem", "strategy", "llm", "beats_terms"}
+TEXT_COLUMNS = {"problem", "strategy", "llm", "beats_baselines", "a", "b", "sentence"}
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for r in rows:
-        cls = ' class="base"' if str(r.get("llm", "")).startswith(R.BASELINE_PREFIX) else ""
+        cls = ' class="base"' if R.is_baseline(str(r.get("llm", ""))) else ""
         cells = "".join(
             f'<td{" class=t" if c in TEXT_COLUMNS else ""}>{html.escape(R.fmt(r.get(c), c))}</td>'
             for c in columns)
@@ -177,7 +242,8 @@ def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 
 def render_html(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]], notes: list[str],
-                images: list[tuple[str, bytes]], results: list[R.RunResult]) -> str:
+                images: list[tuple[str, bytes]], results: list[R.RunResult],
+                tests: list[dict[str, Any]] | None = None) -> str:
     sweep_toml = (out / "sweep.toml").read_text(encoding="utf-8") if (out / "sweep.toml").is_file() else ""
     try:
         versions = json.loads((out / "versions.json").read_text(encoding="utf-8"))
@@ -192,16 +258,25 @@ def render_html(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, A
         f"<h1>eqforge sweep: {html.escape(out.name)}</h1>",
         f"<p class=meta>{done} of {len(results)} runs finished · {len(rows)} cells · written {stamp}</p>",
         "<h2>Results</h2><p>One row per (problem, strategy, llm), aggregated over the seeds that "
-        "finished: NMSE of each seed's best program (median and interquartile range), share of seeds "
-        "recovering the ground truth, and totals over seeds. <i>Italic rows</i> are the "
-        "<code>terms:</code> baseline.</p>",
+        "finished: NMSE of each seed's best program (median and interquartile range); Acc<sub>0.1</sub> "
+        "two ways, as the share of seeds whose best program has <b>all</b> points within 10 % (LLM-SRBench) "
+        "or <b>at least 95 %</b> of them (SR-Scientist); symbolic accuracy <code>sa</code> with the seeds "
+        "recovered / not recovered / unknown (unknown is not a failure); and totals over seeds. "
+        "<i>Italic rows</i> are baselines (<code>terms:</code>, <code>sindy:</code>, <code>operon:</code>, "
+        "<code>gplearn:</code>).</p>",
         _table(rows, R.COLUMNS),
         "<h2>Strategies</h2><p>Median rank over problems (the cells of each problem ranked by median "
-        "OOD NMSE, 1 = best) and share of problems recovered (at least half of the seeds).</p>",
+        "OOD NMSE, 1 = best) with a bootstrap 95 % interval; SA over problems (recovered when at least half "
+        "of the known seeds are); cost per solved (problem, seed) run.</p>",
         _table(summary, R.SUMMARY_COLUMNS),
     ]
     if notes:
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if tests:
+        parts += ["<h2>Paired comparisons</h2><p>Wilcoxon signed-rank test on log10 OOD NMSE over the "
+                  "(problem, seed) runs both strategies finished.</p>",
+                  _table(tests, S.COMPARISON_COLUMNS[:-1]),
+                  "<ul class=sentences>" + "".join(f"<li>{html.escape(t['sentence'])}</li>" for t in tests) + "</ul>"]
     for title, png in images:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
