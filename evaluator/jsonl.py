@@ -39,12 +39,16 @@ def clean(obj: Any) -> Any:
 
 
 def dumps(obj: Any, **kw: Any) -> str:
+    """Strict JSON; ASCII unless a caller asks otherwise, so any string (a model's lone
+    surrogate included) is written as a ``\\uXXXX`` escape and reads back unchanged."""
+    kw.setdefault("ensure_ascii", True)
     return json.dumps(clean(obj), allow_nan=False, default=jsonable, **kw)
 
 
 def append(path: Path, obj: dict[str, Any]) -> None:
     line = dumps(obj) + "\n"
-    with path.open("a", encoding="utf-8") as fh:
+    # ASCII already; backslashreplace would write a stray surrogate as the same JSON escape
+    with path.open("a", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())

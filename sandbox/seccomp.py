@@ -129,10 +129,10 @@ ALLOW, KILL, EPERM = _ALLOW, _KILL, _ERRNO | _EPERM  # what ``evaluate`` returns
 class Filter:
     """The filter assembled once (in the factory); ``install`` loads it into the caller."""
 
-    def __init__(self) -> None:
+    def __init__(self, insns: list[tuple[int, int, int, int]] | None = None) -> None:
         if not available():
             raise OSError("seccomp filter: unsupported architecture")
-        insns = program()
+        insns = program() if insns is None else insns  # another program: for tests only
         self._array = (_Insn * len(insns))(*[_Insn(*i) for i in insns])
         self._prog = _Prog(len(insns), ctypes.cast(self._array, ctypes.POINTER(_Insn)))
         self._libc = ctypes.CDLL(None, use_errno=True)

@@ -1,0 +1,464 @@
+"""Issue 20: the sandbox's walls are allowlists. Our own attacks, one group per class.
+
+1. the kernel filter: every system call outside ``seccomp.ALLOWED`` fails (numbers unknown
+   to today's kernels too), foreign ABIs are killed, and a candidate sharing the factory's
+   uid (no root) cannot act on it: limits, priorities, signals, ptrace, /proc, timestamps;
+2. descriptors: no open file description is shared between candidate processes, so no
+   flag set while fitting is seen while scoring;
+3. the in-process layers, each with the others switched off: the AST policy and the
+   attribute guard refuse syntax they have not reviewed (``match`` patterns, attribute
+   stores, nested format specs, a form Python adds later); the audit hook has no switch;
+4. a batch of honest programs with hostile ones in between gets exactly the results of a
+   clean run of the honest ones alone, as root and (``test_as_an_ordinary_user``) as
+   ``nobody``.
+
+The runners in ``attack_runners`` stand for a candidate that has beaten the in-process
+layers (they hold real ``os`` and ``ctypes``); pools here switch the audit hook off so that
+what they try reaches the kernel.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import faulthandler
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_sandbox_pool import HONEST, _job, _setup
+from test_sandbox_runtime import in_child
+
+from eqforge.config import EvaluatorConfig
+from eqforge.evaluator.evaluate import Evaluator
+from eqforge.evaluator.roles import ANALYZE
+from eqforge.problems import load_problem
+from eqforge.sandbox import guard, policy, runtime, seccomp
+from eqforge.sandbox.messages import Job
+from eqforge.sandbox.pool import SandboxPool
+
+TESTS = Path(__file__).resolve().parent
+AS_NOBODY = os.environ.get("EQFORGE_AS_NOBODY") == "1"
+RUNNERS = ("sweep", "raw_call", "act_on_factory", "fd_flags", "fork_bomb")
+
+# Calls no candidate may make, by x86-64 number (from the kernel's syscall_64.tbl): if any
+# of them ever lands in the allowlist, this fails before a pool is even started.
+NEVER = {
+    2: "open", 257: "openat", 437: "openat2", 85: "creat", 3: "close", 32: "dup", 33: "dup2", 292: "dup3",
+    72: "fcntl", 16: "ioctl", 41: "socket", 53: "socketpair", 22: "pipe", 293: "pipe2",
+    62: "kill", 200: "tkill", 234: "tgkill", 129: "rt_sigqueueinfo", 424: "pidfd_send_signal",
+    434: "pidfd_open", 438: "pidfd_getfd", 101: "ptrace", 310: "process_vm_readv", 311: "process_vm_writev",
+    302: "prlimit64", 160: "setrlimit", 141: "setpriority", 251: "ioprio_set", 203: "sched_setaffinity",
+    144: "sched_setscheduler", 132: "utime", 235: "utimes", 261: "futimesat", 280: "utimensat",
+    90: "chmod", 91: "fchmod", 268: "fchmodat", 92: "chown", 93: "fchown", 260: "fchownat",
+    56: "clone", 435: "clone3", 57: "fork", 58: "vfork", 59: "execve", 322: "execveat",
+    272: "unshare", 308: "setns", 157: "prctl", 317: "seccomp", 10: "mprotect", 29: "shmget",
+    319: "memfd_create", 425: "io_uring_setup", 321: "bpf", 298: "perf_event_open", 312: "kcmp",
+}
+
+
+# -- 1. the kernel filter ---------------------------------------------------------------------
+
+def test_the_allowlist_is_small_and_names_no_call_that_reaches_out() -> None:
+    assert 0 < len(seccomp.ALLOWED) <= 20, sorted(seccomp.ALLOWED.values())
+    assert not set(seccomp.ALLOWED) & set(NEVER), {NEVER[n] for n in set(seccomp.ALLOWED) & set(NEVER)}
+
+
+def test_the_filter_program_allows_exactly_the_list() -> None:
+    insns = seccomp.program()
+    for nr in [*range(0, 1100), 4095, 0x3FFF_FFFF, 0xFFFF_FFFF]:
+        want = seccomp.ALLOW if nr in seccomp.ALLOWED else seccomp.EPERM
+        if nr >= 0x4000_0000:
+            want = seccomp.KILL  # the x32 bit, and everything above it
+        assert seccomp.evaluate(insns, nr) == want, nr
+    for nr in (0, 1, 39, 62):  # the x32 ABI (bit 30 set), even for allowed numbers
+        assert seccomp.evaluate(insns, 0x4000_0000 | nr) == seccomp.KILL
+    for arch in (0x40000003, 0xC00000B7, 0):  # i386 (int 0x80), aarch64, garbage
+        assert seccomp.evaluate(insns, 1, arch) == seccomp.KILL
+
+
+@pytest.fixture
+def kernel_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxPool]:
+    """A pool whose candidates run the attack runners with no audit hook: the kernel alone."""
+    yield from _pool(monkeypatch, audit_hook=False)
+
+
+def _pool(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> Iterator[SandboxPool]:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    setup, trusted = _setup()
+    runners = (*setup.runners, *(f"attack_runners:{r}" for r in RUNNERS))
+    drivers = (*setup.drivers, "attack_runners:fit_then_score")
+    with SandboxPool(dataclasses.replace(setup, runners=runners, drivers=drivers, **extra), trusted, workers=1) as p:
+        yield p
+
+
+def _run(p: SandboxPool, runner: str, timeout: float = 30, **args: Any) -> Any:
+    return p.run("def equation(x, v, params):\n    return x\n", "equation", f"attack_runners:{runner}",
+                 args=args, timeout=timeout)
+
+
+SWEEP = [n for n in [*range(0, 470), 500, 1000, 4095, 0x3FFF_FFFF] if n not in seccomp.ALLOWED]
+
+
+def _filtered_sweep(numbers: list[int]) -> tuple[dict[int, str], dict[int, int]]:
+    """Each number from a child holding only the filter: (calls not refused with EPERM,
+    calls that killed the child, with the signal). A child that dies is replaced and the
+    sweep goes on after the number it died on."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    through: dict[int, str] = {}
+    killed: dict[int, int] = {}
+    todo = list(numbers)
+    while todo:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(r)
+            faulthandler.disable()
+            seccomp.install()
+            for nr in todo:
+                os.write(w, f"?{nr}\n".encode())
+                ctypes.set_errno(0)
+                ret = libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(0) for _ in range(6)))
+                os.write(w, f"={nr} {ret} {ctypes.get_errno()}\n".encode())
+            os._exit(0)
+        os.close(w)
+        chunks = []
+        while chunk := os.read(r, 1 << 16):
+            chunks.append(chunk)
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        last = None
+        for line in b"".join(chunks).decode().splitlines():
+            if line[0] == "?":
+                last = int(line[1:])
+            else:
+                nr, ret, err = (int(t) for t in line[1:].split())
+                last = None
+                if not (ret == -1 and err == 1):
+                    through[nr] = f"{ret} {err}"
+        if last is None:
+            break
+        killed[last] = os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1
+        todo = todo[todo.index(last) + 1:]
+    return through, killed
+
+
+def _reaches_seccomp(nr: int) -> bool:
+    """Whether the kernel shows call ``nr`` to seccomp at all: under a filter that kills
+    every call but write and exit_group, a call seccomp sees kills the child with SIGSYS."""
+    import ctypes
+
+    kill_all = [(0x20, 0, 0, 0), (0x15, 2, 0, 1), (0x15, 1, 0, 231), (0x06, 0, 0, seccomp.KILL),
+                (0x06, 0, 0, seccomp.ALLOW)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        faulthandler.disable()
+        seccomp.Filter(kill_all).install()
+        libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(0) for _ in range(6)))
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31
+
+
+def _platform_calls() -> set[int]:
+    """Numbers of SWEEP this host answers before seccomp looks (a Firecracker guest here
+    handles 335 and 336 itself, filter or not): no filter can refuse them."""
+    through, killed = _filtered_sweep(SWEEP)
+    return {nr for nr in (*through, *killed) if not _reaches_seccomp(nr)}
+
+
+def test_the_filter_alone_refuses_every_call_outside_the_list() -> None:
+    platform = _platform_calls()
+    assert len(platform) <= 4, sorted(platform)
+    through, killed = _filtered_sweep([n for n in SWEEP if n not in platform])
+    assert through == {} and killed == {}, (through, killed)
+
+
+def test_every_call_outside_the_list_is_refused_in_a_candidate(kernel_pool: SandboxPool) -> None:
+    platform = _platform_calls()
+    out = _run(kernel_pool, "sweep", numbers=json.dumps([n for n in SWEEP if n not in platform]))
+    assert out.ok, (out.reason, out.detail)
+    assert json.loads(out.payload["text"]) == {}, "not refused with EPERM"
+    # and the candidate could still answer: the calls it needs were all there
+    assert kernel_pool.submit(_job(HONEST)).result(timeout=30).ok
+
+
+@pytest.mark.parametrize("nr", [0x4000_0000 | 39, 0x4000_0000 | 1])
+def test_the_x32_abi_kills_the_candidate(kernel_pool: SandboxPool, nr: int) -> None:
+    out = _run(kernel_pool, "raw_call", nr=nr)
+    assert not out.ok and out.reason == "policy:seccomp", (out.reason, out.detail, out.payload)
+
+
+def test_a_candidate_cannot_act_on_the_factory_or_the_host(kernel_pool: SandboxPool) -> None:
+    null_before = os.stat("/dev/null")
+    factory = kernel_pool.factory_pids()[0]
+    limits_before = Path(f"/proc/{factory}/limits").read_text()
+    out = _run(kernel_pool, "act_on_factory")
+    assert out.ok, (out.reason, out.detail)
+    results = json.loads(out.payload["text"])
+    assert {k: v for k, v in results.items() if v != "refused 1"} == {}
+    assert Path(f"/proc/{factory}/limits").read_text() == limits_before
+    null_after = os.stat("/dev/null")
+    assert (null_after.st_mtime_ns, null_after.st_mode) == (null_before.st_mtime_ns, null_before.st_mode)
+    assert kernel_pool.submit(_job(HONEST)).result(timeout=30).ok
+
+
+# -- 2. no shared open file descriptions ---------------------------------------------------
+
+def _fit_then_score(p: SandboxPool) -> Any:
+    job = Job(id=time.monotonic_ns(), program="def equation(x, v, params):\n    return x\n", entry="equation",
+              runner="attack_runners:fd_flags", driver="attack_runners:fit_then_score", timeout=30)
+    return p.submit(job).result(timeout=60)
+
+
+def test_flags_set_while_fitting_are_not_seen_while_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the filter off (it refuses fcntl) and no hook: descriptors alone must hold.
+    for p in _pool(monkeypatch, audit_hook=False, seccomp=False):
+        out = _fit_then_score(p)
+    assert out.ok, (out.reason, out.detail)
+    got = json.loads(out.payload["text"])
+    assert 0 in got["set"] and 1 in got["set"], got  # the fitting process did set them
+    assert got["seen"] == [], got  # ...and the scoring process sees none
+
+
+def test_with_the_filter_no_flag_can_be_set_at_all(kernel_pool: SandboxPool) -> None:
+    out = _fit_then_score(kernel_pool)
+    assert out.ok and json.loads(out.payload["text"]) == {"set": [], "seen": []}, out
+
+
+def test_a_fork_bomb_makes_no_process(kernel_pool: SandboxPool) -> None:
+    out = _run(kernel_pool, "fork_bomb")
+    assert out.ok and out.payload["text"] == "0", out
+
+
+# -- 3. the in-process layers, each alone ------------------------------------------------------
+
+SIG = "def equation(x, v, params):\n"
+# Syntax that reads attributes by name without an ``a.b`` node, or that nobody reviewed.
+UNREVIEWED = {
+    "match-class-keyword": SIG + "    try:\n        1 / 0\n    except Exception as e:\n        match e:\n"
+    "            case Exception(__traceback__=tb):\n                return tb\n    return x\n",
+    "match-class-attr": SIG + "    A = float\n    match params[0]:\n        case A(real=r, imag=i):\n"
+    "            return r * x\n    return x\n",
+    "match-mapping": SIG + "    match {'a': x}:\n        case {'a': a, **rest}:\n            return a\n    return x\n",
+    "match-value": SIG + "    match 1:\n        case np.pi:\n            return x\n    return x\n",
+}
+ATTRIBUTE_STORES = {
+    "store": SIG + "    np.pi = 3\n    return x\n",
+    "delete": SIG + "    del np.e\n    return x\n",
+    "augmented": SIG + "    np.pi += 1\n    return x\n",
+    "for-target": SIG + "    for np.pi in [1]:\n        pass\n    return x\n",
+}
+NESTED_SPEC = SIG + "    w = 3\n    s = f'{x[0]:{w}}'\n    return x\n"
+
+
+@pytest.mark.parametrize("name", sorted(UNREVIEWED))
+def test_policy_alone_refuses_unreviewed_syntax(name: str) -> None:
+    v = policy.check(UNREVIEWED[name])
+    assert v is not None and v.reason == "policy:syntax-form", (name, v)
+
+
+def test_policy_alone_refuses_nested_format_specs_and_keeps_plain_ones() -> None:
+    v = policy.check(NESTED_SPEC)
+    assert v is not None and v.reason == "policy:syntax-form", v
+    assert policy.check(SIG + "    s = f'{x[0]:.3f} {v[0]!r}'\n    return params[0] * x\n") is None
+
+
+def test_policy_refuses_a_node_type_python_adds_later() -> None:
+    class Future(ast.expr):  # stands for a syntax form added after the list was written
+        _fields = ()
+
+    tree = ast.parse(SIG + "    return x\n")
+    ret = tree.body[0].body[0]  # type: ignore[attr-defined]
+    ret.value = ast.BinOp(ret.value, ast.Add(), Future())
+    v = policy._check_tree(tree, policy.Policy())
+    assert v is not None and v.reason == "policy:syntax-form" and "Future" in v.detail
+
+
+@pytest.mark.parametrize("code", [*UNREVIEWED.values(), *ATTRIBUTE_STORES.values()],
+                         ids=[*UNREVIEWED, *ATTRIBUTE_STORES])
+def test_the_guard_alone_compiles_only_what_it_can_guard(code: str) -> None:
+    with pytest.raises(runtime.CandidateFailure) as e:
+        guard.compile_source(code)
+    assert e.value.reason == "policy:runtime" and "unguarded" in e.value.detail
+
+
+def test_the_guard_alone_refuses_a_node_type_python_adds_later() -> None:
+    class Future(ast.expr):
+        _fields = ()
+
+    tree = ast.parse(SIG + "    return x\n")
+    tree.body[0].body[0].value = Future()  # type: ignore[attr-defined]
+    assert guard.unguarded_form(tree) is not None and "Future" in str(guard.unguarded_form(tree))
+
+
+def _no_policy_no_hook(p: SandboxPool, body: str) -> Any:
+    """A program past no static policy, called in a candidate with no audit hook: the guard
+    alone (``pool.run`` does not apply the policy; the evaluator does)."""
+    return p.run("def equation(x):\n" + body, "equation", ANALYZE, arrays={"x": np.linspace(1, 2, 5)}, timeout=20)
+
+
+GUARD_ALONE = {
+    "traceback": "    try:\n        1 / 0\n    except Exception as e:\n        t = e.__traceback__\n    return x\n",
+    "code": "    c = equation.__code__\n    return x\n",
+    "frame via generator": "    g = (i for i in [1])\n    f = g.gi_frame\n    return x\n",
+    "dict": "    d = np.__dict__\n    return x\n",
+    "format reads attributes": "    s = '{0.__class__}'.format(x)\n    return x\n",
+    "format_map": "    s = '{a.real}'.format_map({'a': 1})\n    return x\n",
+    "an escape module": "    m = np.ma.extras.ma.inspect\n    return x\n",
+    "a match pattern": "    match x:\n        case np.ndarray(__array_interface__=a):\n"
+    "            return a\n    return x\n",
+    "a store": "    np.pi = 3\n    return x\n",
+}
+
+
+def test_the_guard_alone_in_a_candidate(kernel_pool: SandboxPool) -> None:
+    for name, body in GUARD_ALONE.items():
+        out = _no_policy_no_hook(kernel_pool, body)
+        assert not out.ok and out.reason == "policy:runtime", (name, out.reason, out.detail, out.payload)
+    fine = _no_policy_no_hook(kernel_pool, "    return float(np.sin(x).sum()) + f'{x[0]:.2f}'.count('.')\n")
+    assert fine.ok, (fine.reason, fine.detail)
+
+
+def _hook_alone() -> dict[str, str]:
+    """The hook with no policy and no guard: a program compiled unguarded, with the real
+    builtins, reaching for frames through ``match`` patterns and plain attributes."""
+    import types
+
+    code = (
+        "def probe(kind):\n"
+        "    try:\n        1 / 0\n    except Exception as e:\n        tb = e.__traceback__\n"
+        "    TB = type(tb)\n"
+        "    if kind == 'match tb_frame':\n"
+        "        match tb:\n            case TB(tb_frame=f):\n                return f\n"
+        "    if kind == 'tb_frame':\n        return tb.tb_frame\n"
+        "    if kind == 'gi_frame':\n        return (i for i in [1]).gi_frame\n"
+        "    if kind == '__code__':\n        return probe.__code__\n"
+        "    if kind == 'match __code__':\n"
+        "        F = type(probe)\n        match probe:\n            case F(__code__=c):\n                return c\n"
+        "    if kind == 'sys._getframe':\n        import sys\n        return sys._getframe()\n"
+        "    if kind == 'exec other code':\n        return exec(probe.__code__)\n"
+        "    if kind == 'compile':\n        return compile('1', 's', 'eval')\n"
+        "    if kind == 'open':\n        return open('/etc/hostname')\n"
+    )
+    main = guard.compile_source(code, guard_attributes=False)
+    namespace: dict[str, Any] = {"__builtins__": __builtins__, "types": types}
+    record = runtime.install_audit_hook(allow_exec=(main,))  # armed from here on, for good
+    exec(main, namespace)  # noqa: S102 - the one code object the hook allows
+    record.clear()  # a candidate may erase the in-process record: enforcement does not read it
+    out = {}
+    for kind in ("match tb_frame", "tb_frame", "gi_frame", "__code__", "match __code__", "sys._getframe",
+                 "exec other code", "compile", "open"):
+        try:
+            out[kind] = f"allowed: {type(namespace['probe'](kind)).__name__}"
+        except runtime.SandboxViolation as exc:
+            out[kind] = str(exc)
+        except Exception as exc:  # noqa: BLE001
+            out[kind] = f"other: {type(exc).__name__}: {exc}"
+    return out
+
+
+def test_the_hook_alone_refuses_frames_code_and_io_even_through_match_patterns() -> None:
+    out = in_child(_hook_alone)
+    assert all(v.startswith("blocked: ") for v in out.values()), out
+
+
+def test_the_hook_has_no_switch() -> None:
+    # install_audit_hook hands back a record, nothing callable: there is no arming switch
+    # (and no state behind one) for a candidate to find in the factory's frame
+    def body() -> dict[str, Any]:
+        record = runtime.install_audit_hook()
+        return {"callable": callable(record), "type": type(record).__name__}
+
+    assert in_child(body) == {"callable": False, "type": "list"}
+
+
+# -- 4. hostile neighbours cost honest programs nothing -----------------------------------------
+
+HOSTILE_PROGRAMS = [
+    *UNREVIEWED.values(),
+    NESTED_SPEC,
+    SIG + "    import os\n    os.fork()\n    return x\n",
+    SIG + "    while True:\n        pass\n",
+    SIG + "    h = []\n    while True:\n        h.append(np.ones(10 ** 7))\n",
+    SIG + "    m = np.ma.extras.ma.inspect\n    return x\n",
+    SIG + "    return np.gradient(x) * params[0]\n",
+]
+
+
+def _honest(corpus: list[dict]) -> list[str]:
+    valid = [p["code"] for p in corpus if p["kind"] == "valid" and p["problem"] == "oscillator1"]
+    return valid[:5]
+
+
+def test_hostile_programs_between_honest_ones_change_nothing(corpus_programs: list[dict], llmsr_data: Path) -> None:
+    honest = _honest(corpus_programs)
+    problem = load_problem("oscillator1", data=llmsr_data / "oscillator1")
+    config = EvaluatorConfig(workers=2, timeout=10)  # the fitter gets half: never cut short here
+    with Evaluator(problem, config) as ev:
+        clean = ev.evaluate_many(honest)
+    mixed: list[str] = []
+    for i, code in enumerate(honest):
+        n = len(HOSTILE_PROGRAMS)
+        mixed += [code, HOSTILE_PROGRAMS[(2 * i) % n], HOSTILE_PROGRAMS[(2 * i + 1) % n]]
+    mixed += HOSTILE_PROGRAMS[10 % len(HOSTILE_PROGRAMS):]
+    with Evaluator(problem, config) as ev:
+        results = ev.evaluate_many(mixed)
+    got = [r for code, r in zip(mixed, results, strict=True) if code in honest]
+    assert [r.error for r in clean] == [None] * len(honest)
+    assert [(r.ok, r.error, r.score) for r in got] == [(r.ok, r.error, r.score) for r in clean]
+    hostile = [r for code, r in zip(mixed, results, strict=True) if code not in honest]
+    assert all(not r.ok for r in hostile), [(r.error, r.score) for r in hostile if r.ok]
+
+
+def test_hostile_runners_between_honest_jobs_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes = [HONEST, HONEST.replace("params[1] * v", "params[1] * np.sin(v)"),
+             HONEST.replace("params[0] * x", "params[0] * np.exp(x)")]
+    hostile = [("act_on_factory", {}), ("fork_bomb", {}), ("sweep", {"numbers": json.dumps(list(range(0, 470)))}),
+               ("raw_call", {"nr": 0x4000_0000 | 39})]
+    for p in _pool(monkeypatch, audit_hook=False):
+        clean = [p.submit(_job(c)).result(timeout=60) for c in codes]
+        futures = []
+        for i, c in enumerate(codes):
+            runner, args = hostile[i % len(hostile)]
+            futures.append(p.submit(Job(id=time.monotonic_ns(), program=SIG + "    return x\n", entry="equation",
+                                        runner=f"attack_runners:{runner}", args=args, timeout=30)))
+            futures.append(p.submit(_job(c)))
+        outcomes = [f.result(timeout=120) for f in futures]
+        restarts = p.restarts
+    mixed = outcomes[1::2]
+    for a, b in zip(clean, mixed, strict=True):
+        assert a.ok and b.ok, (a.reason, b.reason, b.detail)
+        assert a.payload["params"] == b.payload["params"]
+        for split, pred in a.payload["predictions"].items():
+            assert np.array_equal(pred, b.payload["predictions"][split])
+    assert restarts == 0
+
+
+# -- as an ordinary user ----------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="already an ordinary user: the other tests are the check")
+def test_as_an_ordinary_user(shared_dir: Path) -> None:
+    """This file again as ``nobody``: candidates share the zygote's one mapped uid, so the
+    filter alone keeps them off the factory."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
+    env["EQFORGE_SHARED"] = str(shared_dir)
+    cmd = [sys.executable, str(TESTS / "asuser.py"), sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           "-m", "not slow", str(TESTS / "test_walls_allowlist.py")]
+    proc = subprocess.run(cmd, cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True, timeout=900)
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in tail and "skipped" not in tail.split("passed")[-1][:40], tail
