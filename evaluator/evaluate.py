@@ -22,8 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from eqforge.config import Config, EvaluatorConfig
-from eqforge.errors import EqforgeError
-from eqforge.evaluator import metrics
+from eqforge.evaluator import jsonl, metrics
 from eqforge.evaluator.fit_job import FitJob, FitPayload
 from eqforge.evaluator.params import param_usage
 from eqforge.evaluator.roles import ANALYZE, DRIVER, PREDICT
@@ -255,17 +254,7 @@ def evaluate_file(
 ) -> list[dict[str, Any]]:
     """Score ``{"id", "code"}`` lines of ``programs``; write one result line each to ``out``."""
     config = config or Config()
-    items = []
-    for i, line in enumerate(programs.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EqforgeError(f"{programs}: line {i} is not JSON ({exc.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("code"), str):
-            raise EqforgeError(f"{programs}: line {i} needs a string field 'code'")
-        items.append((obj.get("id", str(i)), obj["code"]))
+    items = [(obj.get("id", str(i)), obj["code"]) for i, obj in jsonl.read_inputs(programs, "code")]
     rows = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with Evaluator(problem, config.evaluator) as ev, out.open("w", encoding="utf-8") as fh:

@@ -1,4 +1,4 @@
-"""JSON lines as a run writes and reads them: whole lines, fsynced, strict JSON.
+"""JSON lines, written and read one way: a run's files, and the JSONL files users hand in.
 
 Every line of a run's ``.jsonl`` files goes through ``append`` (one ``write`` of a whole line,
 flushed and fsynced, so a kill leaves at most one torn last line) and comes back through
@@ -7,6 +7,11 @@ cut from the file with ``repair`` (only by the process that owns the run directo
 it appends). A corrupt line elsewhere is an error when reading strictly (resume: the
 records must be exact) and skipped when reading tolerantly (a report of a hand-edited or
 foreign file).
+
+A file a user wrote — replay responses, programs for ``eqforge evaluate`` — is read with
+``read_inputs``: every non-blank line must be an object with the named string field, and the
+error names the line that is not. The module sits beside the run directory (``rundir``) and
+the evaluator rather than inside either, so both use it without importing each other.
 """
 
 from __future__ import annotations
@@ -77,4 +82,22 @@ def read(path: Path, *, strict: bool = True, repair: bool = False) -> list[dict[
     if tail.strip() and repair:
         with path.open("r+b") as fh:
             fh.truncate(len(raw) - len(tail))
+    return out
+
+
+def read_inputs(path: Path, field: str, *, error: type[EqforgeError] = EqforgeError
+                ) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a user's JSONL file; a line that is
+    not JSON, or lacks the string ``field``, is an ``error`` naming it."""
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}: line {number} is not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
+            raise error(f"{path}: line {number} needs a string field {field!r}")
+        out.append((number, obj))
     return out

@@ -11,11 +11,11 @@ wrote each one, its token counts and its per-sample model failure (``llm:*``) if
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
 from eqforge.errors import BackendError, EqforgeError
+from eqforge.evaluator import jsonl
 from eqforge.evaluator.rundir import RunDir
 from eqforge.prompts.prompt import Prompt
 
@@ -23,17 +23,7 @@ from eqforge.prompts.prompt import Prompt
 def read_responses(path: Path) -> list[str]:
     if not path.is_file():
         raise BackendError(f"{path}: replay file not found")
-    out: list[str] = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BackendError(f"{path}: line {i} is not JSON ({exc.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("response"), str):
-            raise BackendError(f"{path}: line {i} needs a string field 'response'")
-        out.append(obj["response"])
+    out = [obj["response"] for _, obj in jsonl.read_inputs(path, "response", error=BackendError)]
     if not out:
         raise BackendError(f"{path}: no responses in the replay file")
     return out

@@ -28,7 +28,8 @@ from typing import Any
 
 from eqforge.config import upgrade_saved
 from eqforge.errors import EqforgeError
-from eqforge.evaluator.rundir import jsonl, lock
+from eqforge.evaluator import jsonl
+from eqforge.evaluator.rundir import lock
 from eqforge.evaluator.rundir.records import SampleRecord, prompt_line
 
 CONFIG, SAMPLES, PROMPTS, EVENTS, TURNS, BEST, SUMMARY = (
