@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from eqforge.agents.progress import Progress, RunStats
+from eqforge.textsafe import terminal_safe
 
 
 def _duration(seconds: float | None) -> str:
@@ -97,7 +98,8 @@ class LiveProgress(Progress):
         snap = copy.copy(stats)
         snap.failures = dict(stats.failures)
         if stats.best_id != self._equation[0]:
-            text = self.equation(stats.best_program, stats.best_params)
+            # the equation quotes the program: no escape sequence of it may reach the terminal
+            text = terminal_safe(self.equation(stats.best_program, stats.best_params), oneline=True)
             if len(text) > self.max_equation_chars:
                 text = text[: self.max_equation_chars - 1] + "…"
             self._equation = (stats.best_id, text)
@@ -140,7 +142,8 @@ class LiveProgress(Progress):
             valid.append(f"  duplicates {s.duplicates}", style="dim")
         if s.failures:
             top = sorted(s.failures.items(), key=lambda kv: -kv[1])[:3]
-            valid.append("  failures: " + ", ".join(f"{k} {v}" for k, v in top), style="yellow")
+            valid.append("  failures: " + ", ".join(f"{terminal_safe(k, oneline=True)} {v}" for k, v in top),
+                         style="yellow")
         grid.add_row("valid", valid)
         if s.best_score is not None:
             grid.add_row("best score", Text(f"{s.best_score:.6g}  (−MSE train, sample "
@@ -159,12 +162,12 @@ class LiveProgress(Progress):
         grid.add_row("time", Text(self._time_line(s)))
         status = s.llm_status() if s.llm_status is not None and self._reason is None else None
         if status:
-            grid.add_row("model", Text(status, style="yellow"))
+            grid.add_row("model", Text(terminal_safe(status, oneline=True), style="yellow"))
         title = f"eqforge · {self.title or s.problem or 'run'}"
         if s.strategy:
             title += f" · strategy {s.strategy}"
         subtitle = f"stopped: {self._reason}" if self._reason else None
-        return Panel(grid, title=title, subtitle=subtitle, border_style="blue",
+        return Panel(grid, title=terminal_safe(title, oneline=True), subtitle=subtitle, border_style="blue",
                      expand=True)
 
     def _time_line(self, s: RunStats) -> str:

@@ -20,8 +20,14 @@ from typing import Any
 from eqforge.config import Config, load_config
 from eqforge.errors import ConfigError, EqforgeError
 from eqforge.flags import BACKEND, add_config_flags, apply_flags, given
+from eqforge.textsafe import install_log_sanitizer, terminal_safe
 
 log = logging.getLogger("eqforge")
+
+
+def say(*parts: object, file: Any = None) -> None:
+    """``print``, with model- and program-derived text made inert for the terminal (textsafe)."""
+    print(*(terminal_safe(p) for p in parts), file=file or sys.stdout)
 
 
 #: which configuration fields ``eqforge evaluate`` takes as flags (``run`` takes them all)
@@ -154,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(summary, out)
     failed = _failed_at_model(summary, out)
     if failed:
-        print(f"eqforge: error: {failed}", file=sys.stderr)
+        say(f"eqforge: error: {failed}", file=sys.stderr)
         return 1
     return 0
 
@@ -191,7 +197,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
             lines.append("ground truth: " + ("recovered" if summary["recovered"] else "not recovered"))
         lines.append("best program:\n" + (best.get("program") or "").rstrip())
         lines.append("params: " + json.dumps([round(p, 6) for p in best.get("params") or []]))
-    print("\n".join(lines))
+    say("\n".join(lines))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -208,7 +214,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise EqforgeError(f"{programs}: file not found", exit_code=2)
     rows = evaluate_file(problem, programs, Path(args.out), config)
     ok = sum(r["ok"] for r in rows)
-    print(f"evaluated {len(rows)} programs: {ok} ok, {len(rows) - ok} failed -> {args.out}")
+    say(f"evaluated {len(rows)} programs: {ok} ok, {len(rows) - ok} failed -> {args.out}")
     return 0
 
 
@@ -218,13 +224,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise EqforgeError(f"report unavailable: {exc}") from None
     path = write_report(Path(args.run_dir), fmt=args.format, out=args.out)
-    print(f"report written to {path}")
+    say(f"report written to {path}")
     return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
     path = scaffold_from_args(args)
-    print(f"problem written to {path}; review problem.toml, then: eqforge run {path} --llm ...")
+    say(f"problem written to {path}; review problem.toml, then: eqforge run {path} --llm ...")
     return 0
 
 
@@ -242,11 +248,11 @@ def cmd_problems(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         for name, summary in list_problems().items():
-            print(f"{name:28s} {summary[:90]}")
+            say(f"{name:28s} {summary[:90]}")
         return 0
     from eqforge.problems.registry import describe_problem
 
-    print(describe_problem(args.name))
+    say(describe_problem(args.name))
     return 0
 
 
@@ -257,10 +263,10 @@ def cmd_strategies(args: argparse.Namespace) -> int:
         for name in strategy_names():
             s = load_strategy(name)
             text = " ".join(s.description.split())
-            print(f"{name:14s} {'(template base) ' if s.abstract else ''}{text[:100]}"
+            say(f"{name:14s} {'(template base) ' if s.abstract else ''}{text[:100]}"
                   f"{'…' if len(text) > 100 else ''}")
         return 0
-    print(describe_strategy(args.name))
+    say(describe_strategy(args.name))
     return 0
 
 
@@ -269,7 +275,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     path = export_hf(args.out, args.gguf, dtype=args.dtype, chat_template=not args.no_chat_template,
                      overwrite=args.overwrite)
-    print(f"checkpoint written to {path}; serve it with: python -m vllm.entrypoints.openai.api_server "
+    say(f"checkpoint written to {path}; serve it with: python -m vllm.entrypoints.openai.api_server "
           f"--model {path} --max-model-len 2048  (see docs/backends.md)")
     return 0
 
@@ -307,15 +313,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
     )
+    install_log_sanitizer()  # log lines quote programs and model text: no escape sequences reach the terminal
     try:
         return COMMANDS[args.command](args)
     except EqforgeError as exc:
-        print(f"eqforge: error: {exc}", file=sys.stderr)
+        say(f"eqforge: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except KeyboardInterrupt:
-        print("eqforge: interrupted; the run can be continued with `eqforge run --resume DIR`",
+        say("eqforge: interrupted; the run can be continued with `eqforge run --resume DIR`",
               file=sys.stderr)
         return 130
 

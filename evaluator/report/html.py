@@ -14,6 +14,7 @@ from eqforge.evaluator.analysis.laws import Law
 from eqforge.evaluator.report import plots
 from eqforge.evaluator.report.data import SPLIT_LABELS, Report, _agent_turns
 from eqforge.evaluator.report.facts import _b64, _facts, _g, _lhs, _mathml, _pct
+from eqforge.textsafe import encodable
 
 # -- HTML -----------------------------------------------------------------------------------
 
@@ -50,7 +51,8 @@ details summary{cursor:pointer;color:#33415c}
 
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    """Text into HTML, attribute-safe; lone surrogates as escapes (the file must encode)."""
+    return encodable(html.escape(str(text), quote=True))
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -269,7 +271,7 @@ def render_html(report: Report) -> str:
         f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} from {_e(data.directory)}; "
         f"analysis took {analysis.seconds:.1f} s.</p>",
     ]
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+    return encodable("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_e(title)}</title><link rel='icon' href='data:,'>"
             f"<style>{CSS}</style></head><body><main>"

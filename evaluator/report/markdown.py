@@ -10,13 +10,17 @@ from typing import Any
 from eqforge.evaluator.analysis import Entry
 from eqforge.evaluator.analysis.laws import Law
 from eqforge.evaluator.report.data import PLOT_FILES, SPLIT_LABELS, Report, _agent_turns
+from eqforge.evaluator.report.escaping import md_cell, md_code, md_fence, md_math, md_text
 from eqforge.evaluator.report.facts import _facts, _g, _lhs
+from eqforge.textsafe import encodable
 
 # -- markdown ------------------------------------------------------------------------------
+# Text from the run (programs, model messages, reasons quoting them) goes through
+# evaluator/report/escaping.py: code in fences it cannot close, raw HTML escaped elsewhere.
 
 
 def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return md_cell(text)
 
 
 def _md_equations(laws: list[Law[Entry]], recovery: bool) -> list[str]:
@@ -29,9 +33,9 @@ def _md_equations(laws: list[Law[Entry]], recovery: bool) -> list[str]:
     for i, law in enumerate(laws, 1):
         e = law.entry
         cf = e.closed_form
-        eq = (f"${_md_cell(cf.latex)}$" if cf is not None and cf.ok
-              else f"no closed form ({cf.reason if cf else 'not analysed'})")
-        row = (f"| {i} | {e.id} | {eq} | {e.complexity if e.complexity is not None else '–'} "
+        eq = (f"${md_math(cf.latex)}$" if cf is not None and cf.ok
+              else f"no closed form ({md_cell(cf.reason if cf else 'not analysed')})")
+        row = (f"| {i} | {md_cell(e.id)} | {eq} | {e.complexity if e.complexity is not None else '–'} "
                f"| {_g(e.nmse.get('train'), 3)} | {_g(e.nmse.get('test_id'), 3)} "
                f"| {_g(e.nmse.get('test_ood'), 3)} | {law.count} |")
         if recovery:
@@ -47,7 +51,7 @@ def _agent_markdown(report: Report) -> list[str]:
     episode, turns = _agent_turns(report)
     if not turns:
         return []
-    return [f"## How the best equation was found (agent episode {episode})", "",
+    return [f"## How the best equation was found (agent episode {md_text(episode)})", "",
             *transcript_markdown(turns), ""]
 
 
@@ -62,9 +66,9 @@ def render_markdown(report: Report, where: Path) -> str:
         target = os.path.relpath(run_dir / PLOT_FILES[name], where)
         return f"![{alt}]({Path(target).as_posix()})"
 
-    out = [f"# eqforge report — {data.config.get('run', {}).get('problem', '?')}", ""]
+    out = [f"# eqforge report — {md_text(data.config.get('run', {}).get('problem', '?'))}", ""]
     if data.problem is not None:
-        out += [data.problem.spec.description, ""]
+        out += [md_text(data.problem.spec.description), ""]
     out += ["| | |", "|---|---|"]
     out += [f"| {k} | {_md_cell(v)} |" for k, v in _facts(data, analysis).rows]
     out += ["", "## Best equation", ""]
@@ -73,23 +77,23 @@ def render_markdown(report: Report, where: Path) -> str:
     else:
         cf = best.closed_form
         if cf is not None and cf.ok:
-            out += [f"Sample `{best.id}`, score (−MSE on train) {_g(best.score, 6)}, "
+            out += [f"Sample {md_code(best.id)}, score (−MSE on train) {_g(best.score, 6)}, "
                     f"complexity {cf.complexity}.", "",
-                    f"$$ {_lhs(data.output_name)} = {cf.latex} $$", "",
-                    "```", f"{data.output_name} = {cf.text}", "```", "",
+                    f"$$ {_lhs(data.output_name)} = {md_math(cf.latex, cell=False)} $$", "",
+                    *md_fence(f"{data.output_name} = {cf.text}"), "",
                     f"Skeleton: $ {_lhs(data.output_name)} = {cf.skeleton_latex} $ with "
                     + (", ".join(f"{k} = {v:.10g}" for k, v in cf.constants.items())
                        or "no constants") + "."]
         else:
-            out.append(f"No closed form ({cf.reason if cf else 'not analysed'}: "
-                       f"{cf.detail if cf else ''}).")
-        out += ["", "```python", best.program.rstrip(), "```", ""]
+            out.append(md_text(f"No closed form ({cf.reason if cf else 'not analysed'}: "
+                               f"{cf.detail if cf else ''})."))
+        out += ["", *md_fence(best.program.rstrip(), "python"), ""]
         truth = analysis.ground_truth
         if truth:
             rec = best.recovery
             verdict = rec.status if rec is not None else "not checked"
             out += [f"**Symbolic recovery: {verdict}** — "
-                    f"{rec.detail if rec is not None else ''}. Ground truth: `{truth}`.", ""]
+                    f"{md_text(rec.detail if rec is not None else '')}. Ground truth: {md_code(truth)}.", ""]
         else:
             out += ["Symbolic recovery: no ground truth declared.", ""]
         out += ["| split | MSE | NMSE | R² | Acc0.1 |", "|---|---:|---:|---:|---:|"]
@@ -109,7 +113,7 @@ def render_markdown(report: Report, where: Path) -> str:
             "## Fit of the best equation on held-out data", "",
             img("fit", "predicted vs true and residuals"), "",
             *_agent_markdown(report),
-            "## Configuration", "", "```json",
-            json.dumps({k: data.config.get(k) for k in ("run", "config", "backend")
-                        if k in data.config}, indent=2), "```", ""]
-    return "\n".join(out)
+            "## Configuration", "",
+            *md_fence(json.dumps({k: data.config.get(k) for k in ("run", "config", "backend")
+                                  if k in data.config}, indent=2), "json"), ""]
+    return encodable("\n".join(out))

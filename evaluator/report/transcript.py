@@ -13,6 +13,8 @@ import html
 import json
 from typing import Any
 
+from eqforge.evaluator.report.escaping import md_code, md_fence, md_text
+
 CLIP = 1500
 
 
@@ -77,15 +79,15 @@ def transcript_markdown(turns: list[dict[str, Any]]) -> list[str]:
     for t in turns:
         if t.get("turn", 0) == 0 or (not t.get("tool_calls") and not t.get("text")):
             continue
-        out += [f"**Turn {t['turn']}** ({t.get('prompt_tokens') or 0} + "
-                f"{t.get('completion_tokens') or 0} tokens)", ""]
+        out += [f"**Turn {md_text(t['turn'])}** ({md_text(t.get('prompt_tokens') or 0)} + "
+                f"{md_text(t.get('completion_tokens') or 0)} tokens)", ""]
         if t.get("text"):
-            out += ["````text", _clip(t["text"]), "````", ""]
+            out += [*md_fence(_clip(t["text"]), "text"), ""]
         for name, args, result in _calls(t):
-            out += [f"- `{name}`", ""]
+            out += [f"- {md_code(name)}", ""]
             if args:
-                out += ["````python", _clip(args), "````", ""]
-            out += ["````text", _clip(result), "````", ""]
+                out += [*md_fence(_clip(args), "python"), ""]
+            out += [*md_fence(_clip(result), "text"), ""]
         if t.get("end"):
-            out += [f"_episode ended: {t['end']}_", ""]
+            out += [f"_episode ended: {md_text(t['end'])}_", ""]
     return out
