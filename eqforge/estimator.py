@@ -467,8 +467,8 @@ class EquationRegressor(RegressorMixin, BaseEstimator):
             except ExportError:
                 fn = False  # no verified closed form: the sandbox predicts
             self._compiled[key] = fn
-        if fn is not False:
-            return fn(Xa)
+        if callable(fn):
+            return np.asarray(fn(Xa))
         return self._predict_sandboxed(row, Xa)
 
     def _predict_sandboxed(self, row: pd.Series, X: np.ndarray) -> np.ndarray:

@@ -94,6 +94,8 @@ class _Converter:
             if isinstance(base, sp.Basic) and node.attr in ("real",):
                 return base
             raise NotConvertible("unsupported", f"attribute .{node.attr}")
+        if not isinstance(node, ast.expr):
+            raise NotConvertible("unsupported", f"{type(node).__name__} node")
         return self.expr(node, env)
 
     def name(self, ident: str, env: dict[str, Any]) -> Any:

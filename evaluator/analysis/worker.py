@@ -148,7 +148,7 @@ class SymbolicWorker:
         # 3.12's warning about forking a threaded process is silenced rather than paying
         # for spawn's imports.
         methods = mp.get_all_start_methods()
-        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        ctx: Any = mp.get_context("fork" if "fork" in methods else "spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="eqforge-sympy")
         with warnings.catch_warnings():

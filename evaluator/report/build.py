@@ -62,7 +62,7 @@ def _build(run_dir: Path, *, budget: float, top: int) -> Report:
     images["pareto"] = plots.pareto_plot(
         [(e.complexity or 0, e.loss or 0.0) for e in converted],
         [(e.complexity or 0, e.loss or 0.0, e.id) for e in analysis.pareto],
-        (best.complexity, best.loss) if best is not None and best.complexity is not None
+        (best.complexity, best.loss or 0.0) if best is not None and best.complexity is not None
         else None)
     images["progress"] = plots.progress_plot(data.samples)
     images["validity"] = plots.validity_plot(data.samples)

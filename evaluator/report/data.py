@@ -122,7 +122,7 @@ def predictions(data: RunData, entry: Entry) -> tuple[dict[str, tuple[Any, Any]]
         return {}, f"re-evaluation failed ({type(exc).__name__}: {exc})"
     if preds is None:
         return {}, "re-evaluating the best program failed"
-    out = {}
+    out: dict[str, tuple[Any, Any]] = {}
     for split in ("test_id", "test_ood"):
         sp_ = data.problem.split(split)
         if sp_ is not None and split in preds:

@@ -69,8 +69,8 @@ def _facts(data: RunData, analysis: RunAnalysis) -> Facts:
         elapsed = max(elapsed, float(data.summary["elapsed_seconds"]))
     run = data.config.get("run", {})
     configured = ((data.config.get("config") or {}).get("llm") or {}).get("backends") or []
-    models = sorted({s.get("model") for s in llm if s.get("model")}) or [b.get("spec") for b in configured]
-    started = min((s.get("time") for s in data.samples if s.get("time")), default=None)
+    models = sorted({str(s.get("model")) for s in llm if s.get("model")}) or [b.get("spec") for b in configured]
+    started = min((float(s["time"]) for s in data.samples if s.get("time")), default=None)
     stats = analysis.stats()
     rows = [
         ("problem", str(run.get("problem", "?"))),
