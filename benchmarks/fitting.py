@@ -25,7 +25,8 @@ eqforge's scaling from one worker to all cores, and the fitted training loss of 
 program under both (strictly better / equal within 1e-9 relative / worse, and how many
 are at least 10x lower) over the honest programs (``valid`` and ``slow``) that LLM-SR's
 path fits; honest programs eqforge loses to a timeout that LLM-SR's path fits are listed.
-Also printed: the CPU seconds each path spends with one worker (user + system of the
+Also printed: eqforge's round trips to candidate processes and their CPU per program, and
+the CPU seconds each path spends with one worker (user + system of the
 LLM-SR processes; what the sandbox reports per job for eqforge), which moves less than
 wall time with the load of other processes on a shared machine, and how much of eqforge's
 time in the sandbox is fitting. Everything goes to ``--json`` too.
@@ -202,6 +203,8 @@ def run_eqforge(problems: dict[str, Any], programs: list[dict[str, Any]], worker
                 "n_params": res.n_params,
                 "method": res.fit.get("method"),
                 "fit_seconds": _fit_seconds(res.fit),
+                "round_trips": res.fit.get("round_trips"),
+                "candidate_cpu": res.fit.get("candidate_cpu"),
                 "detail": res.detail[:200] if not res.ok else "",
             }
     finally:
@@ -404,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     e1 = summary["eqforge_1"]
     print(f"eqforge, 1 worker: {e1['fit_seconds_total']:.1f} s fitting of {e1['job_seconds_total']:.1f} s "
           "in the sandbox (the rest: forks, confinement, compiling, the scoring child's predictions)")
+    trips = [r["round_trips"] for r in runs["eqforge"][1]["results"].values() if r.get("round_trips")]
+    ccpu = [r["candidate_cpu"] for r in runs["eqforge"][1]["results"].values() if r.get("candidate_cpu") is not None]
+    if trips:
+        summary["round_trips_median"] = statistics.median(trips)
+        summary["candidate_cpu_median"] = statistics.median(ccpu) if ccpu else None
+        print(f"eqforge, per program: round trips to candidate processes median {statistics.median(trips):.0f} "
+              f"(p90 {_pct(trips, 90):.0f}); candidate-process CPU median "
+              f"{1000 * statistics.median(ccpu) if ccpu else float('nan'):.1f} ms")
     for w in configs:
         run = runs["eqforge"][w]
         with_startup = n / (run["wall"] + run["startup"]) / summary[f"llmsr_{w}"]["programs_per_second"]

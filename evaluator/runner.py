@@ -220,6 +220,8 @@ def _fit_job(host: Host, job: Job, options: FitJob) -> FitPayload:
     predictions = _checked(scoring, params, host.rows, hidden)
     scoring.session.close()
     fit_info["round_trips"] = remote.calls + scoring.calls
+    if isinstance(getattr(host, "cpu", None), float):
+        fit_info["candidate_cpu"] = float(host.cpu)  # type: ignore[attr-defined] # reaped candidates' CPU
     for split, values in fitted.items():
         pointwise.require(pointwise.agree(values, predictions[split]),
                           f"{split}: two processes, each with its own row order and probes", values,

@@ -58,7 +58,7 @@ class FitOptions:
     final_iters: int = 2  # ... then LM evaluations per free param (+1) on all rows
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
-    ones_basin: bool = True  # always polish LLM-SR's own start (ones) on all rows too (off: ablation)
+    ones_basin: bool = False  # also polish LM from ones on all rows (superseded by ``llmsr_start``)
     speculate: bool = True  # on subsamples, evaluate each point's Jacobian steps with its residuals
     llmsr_start: bool = True  # run LLM-SR's own procedure (BFGS from ones) first, keep the lower (off: ablation)
     llmsr_seconds: float = 30.0  # ... with LLM-SR's own time limit, never the search's budget
