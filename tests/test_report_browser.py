@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_hygiene import build_hostile_run  # an agent run with hostile model text (tests/test_hygiene.py)
 from test_report import build_report_run  # the same cached run as tests/test_report.py
 
 pytestmark = pytest.mark.browser
@@ -174,6 +175,7 @@ def open_page(binary: str, url: str, profile: Path, width: int = 1200,
             "JSON.stringify({title: document.title,"
             " images: Array.from(document.images).map(i => [i.alt, i.naturalWidth]),"
             " maths: document.getElementsByTagName('math').length,"
+            " pwned: typeof window.__pwned, scripts: document.scripts.length,"
             " text: document.body.innerText})")}, session=sid)
         info = json.loads(facts["result"]["value"])
         size = dt.call("Page.getLayoutMetrics", session=sid)["cssContentSize"]
@@ -219,3 +221,27 @@ def test_report_opens_without_console_errors(report_run: Path, tmp_path: Path) -
     keep = os.environ.get("EQFORGE_SCREENSHOT")
     if keep:
         Path(keep).write_bytes(png)
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory, llmsr_data: Path) -> Path:
+    return build_hostile_run(tmp_path_factory.mktemp("hostile"), llmsr_data)[0]
+
+
+def test_hostile_reports_run_no_script(hostile_run: Path, tmp_path: Path) -> None:
+    """Model text with <script>, <img onerror>, four backticks, escapes and a lone surrogate:
+    the HTML report, and the markdown report rendered by a renderer that passes raw HTML
+    through (markdown-it, html enabled), run no script and log no error."""
+    from markdown_it import MarkdownIt
+
+    binary = _browser()
+    md_html = hostile_run / "report_md.html"  # beside the PNGs the markdown links
+    body = MarkdownIt("commonmark", {"html": True}).render((hostile_run / "report.md").read_text(encoding="utf-8"))
+    md_html.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>md</title>"
+                       f"<link rel='icon' href='data:,'></head><body>{body}</body></html>", encoding="utf-8")
+    for page in (hostile_run / "report.html", md_html):
+        errors, _png, info = open_page(binary, page.resolve().as_uri(), tmp_path / f"profile-{page.stem}")
+        assert errors == [], (page.name, errors)
+        assert info["pwned"] == "undefined" and info["scripts"] == 0, (page.name, info["pwned"])
+        assert "window.__pwned=1" in info["text"]  # shown as text
+        assert "How the best equation was found" in info["text"]
