@@ -19,7 +19,7 @@ import pytest
 
 from eqforge.cli import main
 from eqforge.errors import ConfigError
-from eqforge.sweep.results import COLUMNS, run_state
+from eqforge.sweep.results import CSV_COLUMNS, run_state
 from eqforge.sweep.spec import expand_problem, load_sweep_file, parse_llm, resolve
 
 RESPONSES = Path(__file__).parent / "data" / "oscillator1_responses.jsonl"
@@ -121,7 +121,8 @@ def finished_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_sweep_writes_runs_tables_plots(finished_sweep: Path) -> None:
     out = finished_sweep
     for name in ("sweep.toml", "plan.jsonl", "versions.json", "results.csv", "results.md",
-                 "curves.png", "curves-problems.png", "report.html"):
+                 "curves.png", "curves-problems.png", "report.html", "strategies.csv", "comparisons.csv",
+                 "comparison.png"):
         assert (out / name).is_file(), name
     runs = sorted((out / "runs").iterdir())
     assert len(runs) == 8
@@ -131,12 +132,15 @@ def test_sweep_writes_runs_tables_plots(finished_sweep: Path) -> None:
         assert summary["samples"] == 6
         assert json.loads((d / "config.json").read_text())["config"]["run"]["seed"] in (0, 1)
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert tuple(rows[0]) == COLUMNS
+    assert tuple(rows[0]) == CSV_COLUMNS
     assert len(rows) == 4 and all(r["seeds"] == "2" and r["samples"] == "12" for r in rows)
     replay_osc = next(r for r in rows if r["problem"] == "oscillator1" and r["llm"].startswith("replay:"))
-    assert float(replay_osc["best_nmse_test_ood_median"]) < 1e-6 and replay_osc["recovered"] == "1.0"
+    assert float(replay_osc["best_nmse_test_ood_median"]) < 1e-6 and replay_osc["sa"] == "1.0"
     md = (out / "results.md").read_text()
-    assert "## Strategies" in md and "median_rank" in md
+    assert "## Strategies" in md and "median_rank" in md and "## Paired comparisons" in md
+    assert replay_osc["sa_recovered"] == "2" and replay_osc["sa_unknown"] == "0"
+    assert replay_osc["acc01_all_id"] == "1.0" and replay_osc["cache_hits"] in ("", "0")
+    assert float(replay_osc["strategy_median_rank"]) >= 1 and replay_osc["strategy_tokens_per_solved"] != ""
     # the replayed oscillator answers cannot model I.12.1: the summary says it loses to terms:
     assert "does not beat the terms: baseline on 1 of 2 problems (feynman-I.12.1)" in md
     assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
@@ -260,7 +264,8 @@ def test_sweep_report_opens_in_chromium(finished_sweep: Path, tmp_path: Path) ->
     assert errors == [], errors
     assert "eqforge sweep" in info["title"]
     assert info["images"] and all(w > 0 for _alt, w in info["images"]), info["images"]
-    for text in ("Results", "Strategies", "best_nmse_test_ood_median", "oscillator1", "Sweep file"):
+    for text in ("Results", "Strategies", "best_nmse_test_ood_median", "oscillator1", "Sweep file",
+                 "Paired comparisons", "Wilcoxon", "sa_recovered"):
         assert text in info["text"]
     assert png.startswith(b"\x89PNG")
 
