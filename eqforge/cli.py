@@ -284,7 +284,9 @@ def scaffold_from_args(args: argparse.Namespace) -> Path:
     """What ``eqforge new`` runs: the flags of the ``new`` sub-command, drafting with ``--llm``."""
     from eqforge.problems.authoring import scaffold
 
-    g = lambda key, default=None: getattr(args, key, default)  # noqa: E731
+    def g(key: str, default: Any = None) -> Any:
+        return getattr(args, key, default)
+
     llm = llm_name = None
     specs = given(args, BACKEND).get("spec")
     if specs:

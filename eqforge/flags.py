@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -47,7 +47,7 @@ def _scalar(annotation: Any) -> Any:
     return annotation
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections: dict[str, Iterable[str] | None]) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, sections: Mapping[str, Iterable[str] | None]) -> None:
     """One argument group per section; ``None`` takes every field that has a flag."""
     for section, names in sections.items():
         model = _model(section)

@@ -238,7 +238,7 @@ def problem_from_arrays(
         raise ProblemError(f"{source}: {len(labels)} names {labels} for {d} input columns")
     all_labels = [*labels, str(target)]
     data = _to_float_matrix([X_raw[:, j] for j in range(d)] + [y_arr], all_labels, source=source, row_offset=1)
-    extra = None
+    extra: dict[str, Any] | None = None
     if test_id is not None or test_ood is not None:
         extra = {"test_id": test_id, "test_ood": test_ood}
     return build_problem(

@@ -104,9 +104,9 @@ def _entries(obj: Any) -> list[tuple[str, Any]]:
         pairs = []
         for item in obj:
             if isinstance(item, dict):
-                key = item.get("name") or item.get("column") or item.get("variable") or item.get("label")
-                if key is not None:
-                    pairs.append((str(key), item))
+                name = item.get("name") or item.get("column") or item.get("variable") or item.get("label")
+                if name is not None:
+                    pairs.append((str(name), item))
         return pairs
     return []
 
@@ -136,8 +136,8 @@ def parse_draft(
     result: dict[str, dict[str, str | None]] = {}
     for obj in _json_candidates(text):
         for key, value in _entries(obj):
-            nm = lookup.get(key) or lookup.get(key.strip().lower()) or lookup.get(key.strip("` ").lower())
-            if nm is None or nm in result:
+            found = lookup.get(key) or lookup.get(key.strip().lower()) or lookup.get(key.strip("` ").lower())
+            if found is None or found in result:
                 continue
             if isinstance(value, dict):
                 desc = _clean(value.get("description") or value.get("desc") or value.get("meaning"))
@@ -148,7 +148,7 @@ def parse_draft(
                 continue
             if unit is not None and unit.lower() in ("null", "none", "unknown", "n/a", "?"):
                 unit = None
-            result[nm] = {"description": desc, "unit": unit}
+            result[found] = {"description": desc, "unit": unit}
         if result:
             break
     return result

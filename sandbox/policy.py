@@ -294,12 +294,12 @@ def check(code: str, policy: Policy | None = None) -> Violation | None:
 
 
 def _check_tree(tree: ast.Module, policy: Policy) -> Violation | None:
-    for node in tree.body:
+    for stmt in tree.body:
         if not isinstance(
-            node, ast.FunctionDef | ast.Import | ast.ImportFrom | ast.Expr | ast.Assign
+            stmt, ast.FunctionDef | ast.Import | ast.ImportFrom | ast.Expr | ast.Assign
             | ast.AnnAssign
         ):
-            return Violation("toplevel", f"{type(node).__name__} at module level", node.lineno)
+            return Violation("toplevel", f"{type(stmt).__name__} at module level", stmt.lineno)
     for node in ast.walk(tree):
         kind = type(node)
         if kind not in ALLOWED_NODES and kind not in _RULED:

@@ -126,8 +126,8 @@ def ensure(timeout: float | None = None) -> str | None:
             return "the build produced no wheel"
     res = _pip("install", "-q", str(wheels[-1]), timeout=900)
     if res.returncode != 0:
-        tail = (res.stderr.strip().splitlines() or ["?"])[-1]
-        return f"cannot install {wheels[-1].name} ({tail[:200]})"
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        return f"cannot install {wheels[-1].name} ({last[:200]})"
     importlib.invalidate_caches()
     return None if installed() else "llama_cpp does not import after installing it"
 

@@ -55,6 +55,7 @@ def make_backend(backend: BackendConfig | str, *, replay_start: int = 0) -> LLMB
     if kind in ("openai", "openai-compatible"):
         from eqforge.agents.llm.openai_backend import OpenAIBackend
 
+        model: str | None
         if kind == "openai":
             model = arg
             if not model:

@@ -28,6 +28,7 @@ import fnmatch
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def short_problem(ref: str) -> str:
     return p.name if ("/" in ref or ref.startswith("llmsr:")) else ref
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _loc(err: Mapping[str, Any]) -> str:
     return ".".join(str(p) for p in err["loc"])
 
 

@@ -18,6 +18,10 @@ from eqforge.textsafe import encodable
 
 # -- HTML -----------------------------------------------------------------------------------
 
+#: how a recovery verdict is shown (None: unknown)
+_RECOVERED: dict[bool | None, str] = {True: "yes", False: "no", None: "unknown"}
+
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;
  margin:0;color:#1d2430;background:#f6f7f9}
@@ -177,7 +181,7 @@ def _equations_table_html(laws: list[Law[Entry]], *, recovery: bool) -> str:
         rec = ""
         if recovery:
             r = e.recovery
-            rec = "<td>" + ("" if r is None else {True: "yes", False: "no"}.get(r.recovered, "unknown")) + "</td>"
+            rec = "<td>" + ("" if r is None else _RECOVERED[r.recovered]) + "</td>"
         rows.append(
             f"<tr><td>{i}</td><td>{_e(e.id)}</td><td>{eq}</td>"
             f"<td class='num'>{e.complexity if e.complexity is not None else '–'}</td>"

@@ -19,6 +19,10 @@ from eqforge.textsafe import encodable
 # evaluator/report/escaping.py: code in fences it cannot close, raw HTML escaped elsewhere.
 
 
+#: how a recovery verdict is shown (None: unknown)
+_RECOVERED: dict[bool | None, str] = {True: "yes", False: "no", None: "unknown"}
+
+
 def _md_cell(text: Any) -> str:
     return md_cell(text)
 
@@ -40,7 +44,7 @@ def _md_equations(laws: list[Law[Entry]], recovery: bool) -> list[str]:
                f"| {_g(e.nmse.get('test_ood'), 3)} | {law.count} |")
         if recovery:
             r = e.recovery
-            row += f" {'' if r is None else {True: 'yes', False: 'no'}.get(r.recovered, 'unknown')} |"
+            row += f" {'' if r is None else _RECOVERED[r.recovered]} |"
         lines.append(row)
     return lines
 

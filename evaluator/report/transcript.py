@@ -45,7 +45,7 @@ def _calls(turn: dict[str, Any]) -> list[tuple[str, str, str]]:
             json.dumps(args) if args else "")
         res = results[i] if i < len(results) else {}
         tag = f" → {res['sample']}" if res.get("sample") else ""
-        out.append((f"{call.get('name')}{tag}", arg_text, res.get("result", "")))
+        out.append((f"{call.get('name')}{tag}", str(arg_text), str(res.get("result", ""))))
     return out
 
 
