@@ -13,6 +13,9 @@ from eqforge.evaluator.analysis.functions import SIG_DIGITS, NotConvertible, bou
 from eqforge.evaluator.analysis.skeleton import to_sympy
 
 UNVERIFIED_TEXT = "[unverified] "
+PARTS = ("text", "skeleton_text", "latex", "skeleton_latex", "mathml")
+#: True in the helper process, the one place that runs sympy's printers (see ``worker``)
+PRINT_HERE = False
 UNVERIFIED_LATEX = r"\mathrm{[unverified]}\; "
 
 
@@ -35,54 +38,64 @@ class ClosedForm:
     #: ``laws.law_key`` of the skeleton, computed beside the printing
     law: str | None = None
 
-    def _printed(self, what: str, fn: Any, expr: sp.Basic | None) -> str:
-        if what in self.rendered:
-            return self.rendered[what]
-        return fn(expr) if expr is not None else ""
+    def _printed(self, what: str) -> str:
+        """A printed form: rendered already, or now in the helper process (in this process
+        only inside the helper itself, ``PRINT_HERE``)."""
+        if what not in self.rendered and self.ok:
+            if PRINT_HERE:
+                self.render()
+            else:
+                from eqforge.evaluator.analysis.text import render_in_helper
+
+                self.rendered = {**render_in_helper(self), **self.rendered}
+        return self.rendered.get(what, "")
 
     @property
     def text(self) -> str:
-        return self._printed("text", _sstr, self.display)
+        return self._printed("text")
 
     @property
     def skeleton_text(self) -> str:
-        return self._printed("skeleton_text", _sstr, self.skeleton)
+        return self._printed("skeleton_text")
 
     @property
     def latex(self) -> str:
-        return self._printed("latex", sp.latex, self.display)
+        return self._printed("latex")
 
     @property
     def skeleton_latex(self) -> str:
-        return self._printed("skeleton_latex", sp.latex, self.skeleton)
+        return self._printed("skeleton_latex")
 
     def mathml(self) -> str:
-        return self._printed("mathml", _mathml, self.display)
+        return self._printed("mathml")
 
     def mark_unverified(self) -> None:
         """Prefix every printed form with ``[unverified]``: this closed form does not
         reproduce the scored program (``verify``), so nothing may show it as the law
         unmarked. Idempotent."""
-        if not self.ok or self.rendered.get("text", "").startswith(UNVERIFIED_TEXT):
+        if not self.ok or self.unverified:
             return
-        if not self.rendered:
-            self.render()
+        text, latex, mathml = self.text, self.latex, self.mathml()
         r = self.rendered
-        r["text"] = UNVERIFIED_TEXT + r["text"]
-        r["latex"] = UNVERIFIED_LATEX + r["latex"]
-        r["mathml"] = f"<mrow><mtext>[unverified]</mtext><mspace width='0.5em'/>{r['mathml']}</mrow>"
+        r["text"] = UNVERIFIED_TEXT + text
+        r["latex"] = UNVERIFIED_LATEX + latex
+        r["mathml"] = f"<mrow><mtext>[unverified]</mtext><mspace width='0.5em'/>{mathml}</mrow>"
 
     @property
     def unverified(self) -> bool:
         return self.rendered.get("text", "").startswith(UNVERIFIED_TEXT)
 
-    def render(self) -> ClosedForm:
-        """Print every form once (run where a deadline guards it: the helper process)."""
+    def render(self, parts: tuple[str, ...] = PARTS) -> ClosedForm:
+        """Print ``parts`` once (run where a deadline guards it: the helper process)."""
         if self.ok:
-            self.rendered = {"text": _sstr(self.display), "skeleton_text": _sstr(self.skeleton),
-                             "latex": sp.latex(self.display),
-                             "skeleton_latex": sp.latex(self.skeleton),
-                             "mathml": _mathml(self.display)}
+            printers = {"text": lambda: _sstr(self.display),
+                        "skeleton_text": lambda: _sstr(self.skeleton),
+                        "latex": lambda: sp.latex(self.display),
+                        "skeleton_latex": lambda: sp.latex(self.skeleton),
+                        "mathml": lambda: _mathml(self.display)}
+            for part in parts:
+                if part not in self.rendered:
+                    self.rendered[part] = printers[part]()
         return self
 
     def to_json(self) -> dict[str, Any]:

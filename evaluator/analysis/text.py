@@ -15,7 +15,7 @@ import atexit
 import threading
 from collections import OrderedDict
 
-from eqforge.evaluator.analysis.closed_form import closed_form
+from eqforge.evaluator.analysis.closed_form import PARTS, ClosedForm, closed_form
 
 #: deadline for one conversion on behalf of the live view (it blocks a redraw at most this long)
 TEXT_TIMEOUT = 1.0
@@ -57,6 +57,20 @@ def _shared_worker():  # noqa: ANN202 - SymbolicWorker, imported lazily (it impo
         _worker = SymbolicWorker()
         atexit.register(_worker.close)
     return _worker
+
+
+#: deadline for printing a closed form that was not printed with its conversion
+RENDER_TIMEOUT = 10.0
+NOT_PRINTED = "(not printed: the helper process ran out of time)"
+
+
+def render_in_helper(cf: ClosedForm) -> dict[str, str]:
+    """Every printed form of ``cf``, printed in the shared helper process under a deadline."""
+    with _lock:
+        out = _shared_worker().call("render", cf, timeout=RENDER_TIMEOUT)
+    if isinstance(out, dict):
+        return out
+    return {part: NOT_PRINTED for part in PARTS}
 
 
 def equation_text(program: str | None, params: list[float] | None, max_chars: int = 4000) -> str:

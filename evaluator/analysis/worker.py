@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from eqforge.evaluator.analysis.closed_form import ClosedForm, closed_form, simplified
+from eqforge.evaluator.analysis import closed_form as closed_form_module
+from eqforge.evaluator.analysis.closed_form import PARTS, ClosedForm, closed_form, simplified
 from eqforge.evaluator.analysis.laws import law_key
 from eqforge.evaluator.analysis.recovery import Recovery, recovery
 from eqforge.evaluator.analysis.verify import Verification, check
@@ -40,16 +41,16 @@ OK, TIMEOUT, FAILED = "ok", "timeout", "failed"
 # the operations (run in the child)
 
 
-def _finished(cf: ClosedForm, names: list[str]) -> ClosedForm:
+def _finished(cf: ClosedForm, names: list[str], parts: tuple[str, ...] = PARTS) -> ClosedForm:
     """Printed forms and the law key, computed here so the parent never prints."""
-    cf.render()
+    cf.render(parts)
     if cf.ok and cf.law is None:
         cf.law = law_key(cf, names) or ""
     return cf
 
 
 def _op_convert(code: str, names: list[str], params: list[float] | None) -> ClosedForm:
-    return _finished(closed_form(code, names, params), names)
+    return _finished(closed_form(code, names, params), names, ("text",))
 
 
 def _op_simplify(cf: ClosedForm, params: list[float] | None,
@@ -63,6 +64,10 @@ def _op_simplify(cf: ClosedForm, params: list[float] | None,
 def _op_recover(cf: ClosedForm, truth: str, names: list[str], rtol: float,
                 atol: float) -> Recovery:
     return recovery(cf, truth, names, rtol=rtol, atol=atol)
+
+
+def _op_render(cf: ClosedForm) -> dict[str, str]:
+    return cf.render().rendered
 
 
 def _op_verify(exprs: list[sp.Expr], names: list[str], X: np.ndarray,
@@ -83,7 +88,7 @@ def _op_call(fn: Callable[..., Any], *args: Any) -> Any:
 
 _OPS: dict[str, Callable[..., Any]] = {
     "convert": _op_convert, "simplify": _op_simplify, "recover": _op_recover,
-    "verify": _op_verify, "text": _op_text, "call": _op_call,
+    "verify": _op_verify, "text": _op_text, "render": _op_render, "call": _op_call,
 }
 
 
@@ -109,6 +114,7 @@ def _serve(conn: Any) -> None:
     # The parent decides when this process ends (Ctrl-C reaches it there, and it kills
     # us); a forked copy of the parent's handlers (asyncio's) must not run here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    closed_form_module.PRINT_HERE = True
     _close_inherited(conn.fileno())
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
     logging.disable(logging.CRITICAL)  # the parent's handlers write to its streams
