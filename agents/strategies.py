@@ -6,6 +6,21 @@ gathered from the run: scores, recent failures, a residual diagnosis, reflective
 how an answer becomes a program (``extend`` continues the open return expression) and how
 it is scored (``fit``). Everything a strategy may reveal to the model comes from
 ``prompt_spec``, which for ``anonymise`` strategies holds none of the problem's wording.
+
+Adding a strategy:
+
+* one that changes text, feedback blocks or ablation switches is a folder
+  ``prompts/strategies/NAME/`` (``strategy.toml`` and templates; see ``prompts.strategy``)
+  and needs no code;
+* one that changes a decision adds a switch to ``prompts.strategy.Strategy`` and reads it at
+  the matching point here (``prompt``/``notes``, ``extract``, ``stops``, ``eval_options``,
+  ``after_batch``). The hook may read the run's records and charge model calls through the
+  ``Ledger``, ask the ``Evaluator`` for predictions and the backend for side requests; it
+  records nothing itself and never sees the loop (``tests/test_architecture.py``);
+* one with its own way of proposing (``kind = "agent"``) gets a worker of its own that the
+  loop starts, with a context like ``agents.agent_tools.AgentContext``: the ledger (budget
+  reservations, stop state), the ``Scoring`` step (every proposal becomes a recorded sample
+  through it) and the config sections it needs.
 """
 
 from __future__ import annotations
