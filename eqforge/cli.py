@@ -194,7 +194,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
             lines.append(f"best equation: {best['equation']}"
                          f"  (complexity {best.get('complexity')})")
         if "recovered" in summary:
-            lines.append("ground truth: " + ("recovered" if summary["recovered"] else "not recovered"))
+            lines.append("ground truth: " + str(summary.get("recovery_status") or (
+                "recovered" if summary["recovered"] else "not recovered")))
         lines.append("best program:\n" + (best.get("program") or "").rstrip())
         lines.append("params: " + json.dumps([round(p, 6) for p in best.get("params") or []]))
     say("\n".join(lines))
