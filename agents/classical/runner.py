@@ -2,8 +2,9 @@
 the sandbox, record them as an ordinary run directory, summarise.
 
 The searcher is trusted library code running on the problem's data (not model output), so
-it runs in this process, in a thread; its models are untrusted like any program from the
-moment they are text: the sandboxed ``Evaluator`` scores them with their own constants
+it runs outside the sandbox, in a spawned child process (so Ctrl-C or a sweep ending stops
+it at once; its CPU seconds are measured there); its models are untrusted like any program
+from the moment they are text: the sandboxed ``Evaluator`` scores them with their own constants
 (``params`` given, not refitted). Each record's ``source`` is the searcher (``sindy``,
 ``operon``, ``gplearn``), ``response`` its own model string and ``llm_seconds`` the search's
 wall time. The summary has the loop's shape — counts over the searcher's records, the best
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing as mp
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -60,13 +62,12 @@ async def run_classical(problem: Problem, config: Config, recorder: RunDir, *, p
     for rec in records:
         stats.add(rec)
     progress.start(stats)
-    wall0, cpu0 = time.monotonic(), time.process_time()
+    wall0 = time.monotonic()
     # writable contiguous float64 copies: pyoperon's bindings refuse read-only or strided arrays
     X = np.array(problem.train.X, dtype=np.float64, order="C", copy=True)
     y = np.array(problem.train.y, dtype=np.float64, order="C", copy=True)
-    models = await asyncio.to_thread(SEARCHERS[spec.kind], X, y, spec.options, seed=config.run.seed,
-                                     max_seconds=config.run.max_seconds, max_models=config.run.samples)
-    fit_wall, fit_cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    models, fit_cpu = await _in_child(spec, X, y, config)
+    fit_wall = time.monotonic() - wall0
     if config.run.max_seconds is not None and fit_wall > 1.2 * config.run.max_seconds:
         log.warning("%s: the search took %.1f s of a %.1f s budget (it has no clock of its own)",
                     spec.kind, fit_wall, config.run.max_seconds)
@@ -116,6 +117,34 @@ async def run_classical(problem: Problem, config: Config, recorder: RunDir, *, p
         "cpu_seconds": fit_cpu + sum(r.result.seconds for r in mine),
     }
     return summary, records
+
+
+def _fit(kind: str, options: Any, X: np.ndarray, y: np.ndarray, seed: int, max_seconds: float | None,
+         max_models: int) -> tuple[list[dict[str, Any]], float]:
+    """In the child process: the front and the CPU seconds it took (all its threads)."""
+    cpu0 = time.process_time()
+    models = SEARCHERS[kind](X, y, options, seed=seed, max_seconds=max_seconds, max_models=max_models)
+    return models, time.process_time() - cpu0
+
+
+async def _in_child(spec: ClassicalSpec, X: np.ndarray, y: np.ndarray, config: Config
+                    ) -> tuple[list[dict[str, Any]], float]:
+    """Run the search in a spawned process, so Ctrl-C (or the sweep ending) stops it at once
+    instead of waiting for a library call that cannot be interrupted."""
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(1)
+    try:
+        job = pool.apply_async(_fit, (spec.kind, spec.options, X, y, config.run.seed, config.run.max_seconds,
+                                      config.run.samples))
+        while not job.ready():
+            await asyncio.sleep(0.05)
+        try:
+            return job.get()
+        except Exception as exc:  # noqa: BLE001 - the library's own failure, named in one line
+            raise BackendError(f"{spec.kind}: the search failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 async def _score(evaluator: Evaluator, code: str | None, params: list[float], seed: int) -> EvalResult:

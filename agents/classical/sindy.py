@@ -4,7 +4,8 @@ An independent replication of LLM-SRBench found plain STLSQ over a fixed nonline
 competitive with LLM-SR; this is that floor. The library: every product of up to ``degree``
 base features (each input, and its reciprocal where the training data exclude 0), plus sin,
 cos, x·sin and x·cos of each input, plus a constant. Columns that are not finite on the training data are
-dropped. STLSQ (``pysindy.STLSQ``, normalised columns) runs for each threshold of a log grid;
+dropped. STLSQ (``pysindy.STLSQ``, normalised columns) runs for each threshold of a log grid
+(its whole budget: it does not read the clock, so its front is the same on any machine);
 each distinct support is refitted by plain least squares and the non-dominated ones (train
 MSE against number of terms) are the front this searcher returns.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 import warnings
 from typing import Any
 
@@ -26,41 +26,36 @@ from eqforge.agents.classical.spec import SindyOptions
 log = logging.getLogger(__name__)
 
 
-def library(X: np.ndarray, opts: SindyOptions) -> list[sp.Expr]:
-    """The candidate terms for these inputs (in a fixed order)."""
+def library(X: np.ndarray, opts: SindyOptions) -> tuple[list[sp.Expr], np.ndarray]:
+    """The candidate terms for these inputs (in a fixed order) and their columns on ``X``
+    (computed with numpy alongside, so building a library of hundreds of terms is cheap);
+    terms not finite on ``X`` are dropped."""
     syms = input_symbols(X.shape[1])
-    base: list[tuple[int, sp.Expr]] = [(i, s) for i, s in enumerate(syms)]
+    base: list[tuple[int, sp.Expr, np.ndarray]] = [(i, s, X[:, i]) for i, s in enumerate(syms)]
     if opts.reciprocals:
-        base += [(i, 1 / s) for i, s in enumerate(syms) if np.all(np.abs(X[:, i]) > 1e-12)]
+        base += [(i, 1 / s, 1.0 / X[:, i]) for i, s in enumerate(syms) if np.all(np.abs(X[:, i]) > 1e-12)]
     terms: list[sp.Expr] = [sp.Integer(1)]
+    cols: list[np.ndarray] = [np.ones(X.shape[0])]
     seen: set[sp.Expr] = set(terms)
-    for d in range(1, opts.degree + 1):
-        for combo in itertools.combinations_with_replacement(range(len(base)), d):
-            factors = [base[k] for k in combo]
-            owners = [i for i, _ in factors]
-            # x and 1/x in one product cancel to a shorter term already present
-            if any(owners.count(i) > 1 and len({str(f) for j, f in factors if j == i}) > 1 for i in owners):
-                continue
-            term = sp.Mul(*[f for _, f in factors])
-            if term not in seen:
-                seen.add(term)
-                terms.append(term)
-    if opts.trig:
-        terms += [t for s in syms for t in (sp.sin(s), sp.cos(s), s * sp.sin(s), s * sp.cos(s))]
-    return terms
-
-
-def _columns(terms: list[sp.Expr], X: np.ndarray) -> tuple[list[sp.Expr], np.ndarray]:
-    syms = input_symbols(X.shape[1])
-    cols, kept = [], []
     with np.errstate(all="ignore"):
-        for t in terms:
-            f = sp.lambdify(syms, t, "numpy")
-            col = np.broadcast_to(np.asarray(f(*X.T), float), (X.shape[0],))
-            if np.all(np.isfinite(col)) and np.max(np.abs(col)) < 1e150:
-                cols.append(col)
-                kept.append(t)
-    return kept, np.column_stack(cols)
+        for d in range(1, opts.degree + 1):
+            for combo in itertools.combinations_with_replacement(range(len(base)), d):
+                factors = [base[k] for k in combo]
+                # x and 1/x in one product cancel to a shorter term already present
+                if any(sum(1 for j, f, _ in factors if j == i and f != g) for i, g, _ in factors):
+                    continue
+                term = sp.Mul(*[f for _, f, _ in factors])
+                if term not in seen:
+                    seen.add(term)
+                    terms.append(term)
+                    cols.append(np.prod([c for _, _, c in factors], axis=0))
+        if opts.trig:
+            for i, s in enumerate(syms):
+                x = X[:, i]
+                terms += [sp.sin(s), sp.cos(s), s * sp.sin(s), s * sp.cos(s)]
+                cols += [np.sin(x), np.cos(x), x * np.sin(x), x * np.cos(x)]
+    keep = [k for k, c in enumerate(cols) if np.all(np.isfinite(c)) and np.max(np.abs(c)) < 1e150]
+    return [terms[k] for k in keep], np.column_stack([cols[k] for k in keep])
 
 
 def _lstsq(theta: np.ndarray, y: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, float]:
@@ -76,14 +71,12 @@ def fit(X: np.ndarray, y: np.ndarray, opts: SindyOptions, *, seed: int, max_seco
     """The front: ``[{"expr", "text", "complexity", "train_mse"}]``, simplest first."""
     import pysindy as ps
 
-    del seed  # STLSQ is deterministic
-    deadline = time.monotonic() + (max_seconds or float("inf"))
-    terms, theta = _columns(library(X, opts), X)
+    # STLSQ is deterministic, and its budget is the threshold grid, not the clock: a front that
+    # depended on machine load would differ between two seeds of one sweep for no reason.
+    del seed, max_seconds
+    terms, theta = library(X, opts)
     supports: dict[tuple[bool, ...], tuple[np.ndarray, float]] = {}
     for thr in np.geomspace(opts.threshold_min, opts.threshold_max, opts.thresholds):
-        if time.monotonic() > deadline:
-            log.info("sindy: time budget reached after %d thresholds", len(supports))
-            break
         opt = ps.STLSQ(threshold=float(thr), alpha=opts.alpha, normalize_columns=True, max_iter=50)
         with warnings.catch_warnings():  # "eliminated all coefficients": the path's end, expected
             warnings.simplefilter("ignore", UserWarning)
