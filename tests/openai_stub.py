@@ -90,6 +90,7 @@ class OpenAIStub:
         self.tail = ""
         self.cancelled = 0
         self.pieces_sent = 0
+        self.models: list[dict[str, Any]] | None = None  # GET /v1/models data (default: one model "m")
 
     @property
     def base_url(self) -> str:
@@ -141,7 +142,7 @@ class OpenAIStub:
                         stub.cancelled += 1
 
             def do_GET(self) -> None:  # noqa: N802
-                self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+                self._send(200, {"object": "list", "data": stub.models or [{"id": "m", "object": "model"}]})
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)

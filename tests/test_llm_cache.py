@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from openai_stub import OpenAIStub
 
-from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams
+from eqforge.agents.llm.base import Completion, LLMBackend, SamplingParams, WrappedBackend
 from eqforge.agents.llm.cache import CachedBackend, ResponseCache, default_cache_dir
 from eqforge.agents.llm.registry import make_backend, wrap_backend
 from eqforge.cli import main
@@ -83,9 +83,16 @@ def test_failed_answers_are_not_stored():
 def test_wrap_backend_skips_replay_and_respects_no_cache(tmp_path):
     f = tmp_path / "r.jsonl"
     f.write_text('{"response": "x"}\n')
-    assert not isinstance(wrap_backend(make_backend(f"replay:{f}")), CachedBackend)
-    assert isinstance(wrap_backend(Counting()), CachedBackend)
-    assert not isinstance(wrap_backend(Counting(), LLMConfig(cache=False)), CachedBackend)
+    def cached(b: LLMBackend) -> bool:  # the cache sits inside the response cap (agents/llm/bounded.py)
+        while isinstance(b, WrappedBackend):
+            if isinstance(b, CachedBackend):
+                return True
+            b = b.inner
+        return False
+
+    assert not cached(wrap_backend(make_backend(f"replay:{f}")))
+    assert cached(wrap_backend(Counting()))
+    assert not cached(wrap_backend(Counting(), LLMConfig(cache=False)))
 
 
 def _run(llmsr_data: Path, stub: OpenAIStub, out: Path, *extra: str) -> dict:

@@ -7,6 +7,10 @@ any of that: ``[llm] max_response_chars`` characters, the rest dropped. A cut an
 so in ``Completion.extra`` (``response_truncated``, ``response_chars``: the original
 length), which the sample record keeps. The cap sits outside the response cache, so the
 cache keeps what the server sent and a later run with a larger cap sees all of it.
+
+Being the outermost layer, it also counts what the run received: ``responses`` (answers
+without an error) and ``cache_hits`` (those the response cache served), which
+``describe()`` puts into ``summary.json``'s ``llm`` section for the sweep tables.
 """
 
 from __future__ import annotations
@@ -52,10 +56,20 @@ class CappedBackend(WrappedBackend):
     def __init__(self, inner: LLMBackend, limit: int = DEFAULT_MAX_RESPONSE_CHARS) -> None:
         super().__init__(inner)
         self.limit = limit
+        self.responses = 0
+        self.cache_hits = 0
 
     async def generate(self, prompt: Prompt, sampling: SamplingParams) -> list[Completion]:
         out = await self.inner.generate(prompt, sampling)
+        for c in out:
+            if c.error is None:
+                self.responses += 1
+                self.cache_hits += int(bool(c.cached))
         return [cap_completion(c, self.limit) for c in out]
+
+    def describe(self) -> dict[str, object]:
+        return {**self.inner.describe(), "max_response_chars": self.limit, "responses": self.responses,
+                "cache_hits": self.cache_hits}
 
 
 def response_limit(backend: LLMBackend) -> int:

@@ -40,9 +40,11 @@ class EnsembleBackend(LLMBackend):
 
     def describe(self) -> dict[str, object]:
         total = sum(self.weights)
-        return {"name": self.name, "prompt_style": self.prompt_style,
-                "members": [{**m.describe(), "weight": w / total, "prompts": k}
-                            for m, w, k in zip(self.members, self.weights, self.routed, strict=True)]}
+        members = [{**m.describe(), "weight": w / total, "prompts": k}
+                   for m, w, k in zip(self.members, self.weights, self.routed, strict=True)]
+        counts = {key: sum(n for m in members if isinstance(n := m.get(key), int))
+                  for key in ("responses", "cache_hits")}  # the run's totals (sweep tables)
+        return {"name": self.name, "prompt_style": self.prompt_style, **counts, "members": members}
 
     def status(self) -> str | None:
         return next((s for m in self.members if (s := m.status())), None)

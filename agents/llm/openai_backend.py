@@ -132,6 +132,25 @@ class OpenAIBackend(LLMBackend):
     def status(self) -> str | None:
         return self.gate.status()
 
+    async def server_identity(self) -> dict[str, object]:
+        """What an OpenAI-compatible server says about the model it serves as ``self.model``
+        (``GET /v1/models``: vLLM's ``root``, the weights' path; llama.cpp's model path and
+        ``meta``), for the response cache's key (agents/llm/cache.py). ``{}`` for OpenAI itself
+        or when the server says nothing: the cache then keys on the base URL alone."""
+        if self.base_url is None:
+            return {}
+        try:
+            page = await self.client.with_options(timeout=10.0, max_retries=0).models.list()
+            served = [m.model_dump() for m in page.data]
+        except Exception as exc:  # noqa: BLE001 - any failure only makes the key coarser
+            log.debug("%s: no model list from %s (%s)", self.name, self.base_url, exc)
+            return {}
+        mine = [m for m in served if m.get("id") == self.model] or (served if len(served) == 1 else [])
+        if not mine:
+            return {"served": sorted(str(m.get("id")) for m in served)[:16]}
+        keep = ("id", "root", "parent", "owned_by", "max_model_len", "meta")  # not "created": per request
+        return {k: mine[0][k] for k in keep if mine[0].get(k) is not None}
+
     @property
     def _sem(self) -> _GateSlot:
         """``async with backend._sem:`` holds one request slot of the rate gate (older callers)."""
