@@ -8,9 +8,12 @@ its inputs; this module does the same, offline, from eqforge's own suite
 
 * found within the budget (``SOLVE_TIMEOUT`` seconds in a helper process, at most
   ``MAX_OPS`` operations in the solution),
-* single-valued on the sampled range: exactly one branch reproduces ``xk`` (relative error
-  1e-6) on every row drawn from the original ranges — rows where no branch does, or two
-  disagreeing branches do, drop the candidate — and
+* single-valued on the sampled range: a branch that reproduces ``xk`` (relative error 1e-6)
+  on every row drawn from the original ranges (the shortest such, when several agree); a
+  variable whose sign changes within its range (two branches, each right on half the rows)
+  gives no problem. The branch must also reproduce at least half of the out-of-domain rows
+  (the OOD split is drawn from those) — ``asin`` branches of an angle beyond pi/2 fail here —
+  and
 * written with functions the ground-truth reader knows.
 
 The problem ``lsrt-<id>-<xk>`` has inputs ``x1..xn`` without ``xk`` plus ``o``, target
@@ -99,9 +102,19 @@ def choose_branch(eq: Equation, var: str, solutions: list[str]) -> str | None:
         if pred is None:
             continue
         ok = np.isfinite(pred) & (np.abs(pred - cols[var]) <= RTOL * np.maximum(np.abs(cols[var]), 1e-12))
-        if ok.all():
+        if ok.all() and _ood_share(eq, var, s) >= 0.5:
             good.append(s)
     return min(good, key=len) if good else None
+
+
+def _ood_share(eq: Equation, var: str, solution: str) -> float:
+    """Share of out-of-domain rows the branch reproduces (the OOD split is drawn from them)."""
+    cols = _draw(eq, np.random.default_rng(54321), CHECK_ROWS, ood=True)
+    pred = _evaluate(solution, {k: c for k, c in cols.items() if k != var})
+    if pred is None:
+        return 0.0
+    ok = np.isfinite(pred) & (np.abs(pred - cols[var]) <= RTOL * np.maximum(np.abs(cols[var]), 1e-12))
+    return float(np.mean(ok))
 
 
 def derive(timeout: float = SOLVE_TIMEOUT) -> dict[str, dict[str, str]]:

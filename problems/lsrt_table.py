@@ -35,7 +35,6 @@ TABLE: dict[str, dict[str, str]] = {
         'Ef': '-B*v*sin(theta) + 1000.0*F/q',
         'B': '(-Ef*q + 1000.0*F)/(q*v*sin(theta))',
         'v': '(-Ef*q + 1000.0*F)/(B*q*sin(theta))',
-        'theta': '-asin((Ef*q - 1000.0*F)/(B*q*v))',
     },
     'I.13.4': {
         'm': '2.0*K/(u**2 + v**2 + w**2)',
@@ -102,9 +101,6 @@ TABLE: dict[str, dict[str, str]] = {
         'v': '(17857142857142.9*omega*sqrt(1.73851571258378e+27*omega**2 - 2966497746639.0*omega0**2) - 7.44562712495875e+26*omega0**2)/(2.48359387511969e+26*omega**2 + 2.48359387511968e+26*omega0**2)',
         'omega0': '2500000.0*omega*sqrt(2.5e+15 - 278162514013405.0*v**2)/(41695511899769.0*v + 125000000000000.0)',
     },
-    'I.37.4': {
-        'delta': 'acos((-I1 - I2 + Int)/(2*sqrt(I1)*sqrt(I2)))',
-    },
     'I.39.10': {
         'pr': '0.666666666666667*Eint/V',
         'V': '0.666666666666667*Eint/pr',
@@ -153,7 +149,6 @@ TABLE: dict[str, dict[str, str]] = {
     'II.15.4': {
         'mu': '-Emag/(B*cos(theta))',
         'B': '-Emag/(mu*cos(theta))',
-        'theta': 'acos(-Emag/(B*mu))',
     },
     'II.27.18': {
         'Ef': '10.6273659359835*sqrt(u)',
