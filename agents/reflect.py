@@ -28,7 +28,7 @@ from eqforge.prompts.strategy import strategy_template
 
 log = logging.getLogger(__name__)
 
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.*\S)")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(\S.*)")  # linear: (.*\S) backtracked per space
 
 
 def parse_insights(text: str, limit: int = 5) -> list[str]:
@@ -36,7 +36,7 @@ def parse_insights(text: str, limit: int = 5) -> list[str]:
     out = []
     for line in text.splitlines():
         m = _BULLET.match(line)
-        if m and len(m.group(1)) > 3:
+        if m and len(m.group(1).rstrip()) > 3:
             item = " ".join(m.group(1).split())[:200]
             if item not in out:
                 out.append(item)

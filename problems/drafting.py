@@ -65,21 +65,23 @@ def draft_prompt(description: str, table: list[dict[str, Any]], target: str) -> 
 def _json_candidates(text: str) -> list[Any]:
     """Every JSON object or array found in ``text``: fenced blocks first, then the rest."""
     found: list[Any] = []
-    blocks = re.findall(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", text[:200_000], flags=re.S)
     decoder = json.JSONDecoder()
-    for chunk in [*blocks, text]:
+    attempts = 0  # a model's answer is untrusted: bounded work, and no error escapes
+    for chunk in [*blocks[:20], text]:
         chunk = chunk.strip()
         try:
             found.append(json.loads(chunk))
             continue
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, 5000-digit ints, deep nesting
             pass
         i = 0
-        while i < len(chunk):
+        while i < len(chunk) and attempts < 200:
             if chunk[i] in "{[":
+                attempts += 1
                 try:
                     obj, end = decoder.raw_decode(chunk, i)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):
                     i += 1
                     continue
                 found.append(obj)
