@@ -237,18 +237,20 @@ class OpenAIBackend(LLMBackend):
             self._note_table(sampling)
         attempt = 0
         fixed_style = style
+        client: Any = self.client  # parameters are built at run time: checked by the API, not here
         while True:
             style = fixed_style or self.prompt_style
             params = {**self._params(sampling, n, style), **(extra or {})}
             started = await self.gate.acquire()
             outcome: dict[str, Any] = {}
+            resp: Any
             try:
                 if self.stream and not extra:
                     resp = await self._streamed(prompt, params, style, sampling)
                 elif style == "completion":
-                    resp = await self.client.completions.create(prompt=prompt.completion, **params)
+                    resp = await client.completions.create(prompt=prompt.completion, **params)
                 else:
-                    resp = await self.client.chat.completions.create(messages=prompt.messages, **params)
+                    resp = await client.chat.completions.create(messages=prompt.messages, **params)
                 outcome["ok"] = True
                 return _Answer(resp, style)
             except o.RateLimitError as exc:
@@ -320,11 +322,11 @@ class OpenAIBackend(LLMBackend):
         # closed early still knows its prompt tokens
         opts = {} if "stream_options" in self.omit else {
             "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+        client: Any = self.client  # the stream's chunk types differ by style; read duck-typed
         if style == "completion":
-            stream = await self.client.completions.create(prompt=prompt.completion, stream=True, **opts, **params)
+            stream = await client.completions.create(prompt=prompt.completion, stream=True, **opts, **params)
         else:
-            stream = await self.client.chat.completions.create(messages=prompt.messages, stream=True, **opts,
-                                                               **params)
+            stream = await client.chat.completions.create(messages=prompt.messages, stream=True, **opts, **params)
         out = _Streamed([_StreamChoice(StopScanner(stops, style == "completion")) for _ in range(n)])
         chunks = stream.__aiter__()
         deadline: float | None = None
