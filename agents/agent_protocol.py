@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eqforge.agents.llm.base import LLMBackend, SamplingParams, WrappedBackend
-from eqforge.agents.llm.bounded import cap_text, response_limit, truncation_extra
+from eqforge.agents.llm.bounded import cap_text, count_response, response_limit, truncation_extra
 from eqforge.problems.entry import ENTRY
 from eqforge.prompts.prompt import Prompt
 from eqforge.prompts.scanning import Fence, fences, line_starts_with
@@ -254,6 +254,7 @@ async def tools_turn(backend: LLMBackend, messages: list[dict[str, Any]],
     t0 = time.monotonic()
     # the backend's own machinery: capability table, rate gate, bounded retries
     resp = await inner.chat_raw(messages, sampling, tools=TOOLS)
+    count_response(backend)
     choice = resp.choices[0]
     msg = choice.message
     calls: list[ToolCall] = []

@@ -150,3 +150,24 @@ def test_reports_keep_hostile_text_inert(hostile_run):
     assert "window.__pwned" in rendered and "<script" not in rendered and "<img src=x" not in rendered
     assert "<script" not in html and "<img src=x" not in html and "\\ud800" in html
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
+
+
+def test_live_view_shows_hostile_programs_inert():
+    """The live panel (rich) prints the best program's equation, failure reasons and the model's status."""
+    from rich.console import Console
+
+    from eqforge.agents.live import LiveProgress
+    from eqforge.agents.progress import RunStats
+
+    buf = io.StringIO()
+    view = LiveProgress(Console(file=buf, force_terminal=True, width=200, color_system="standard"))
+    stats = RunStats(budget=4, problem="p" + OSC52, strategy="s")
+    stats.samples, stats.valid = 2, 1
+    stats.failures = {"parse:" + OSC52: 1}
+    stats.best_score, stats.best_id = -1.0, "s1"
+    stats.best_program = f"def equation(x, v, params):\n    return params[0] * x  # {HOSTILE}\n"
+    stats.llm_status = lambda: "waiting " + OSC52
+    view.finish(stats, "budget")  # not started: prints the panel once
+    out = buf.getvalue()
+    assert "params[0]" in out and "cHduZWQ=" in out
+    assert "\x1b]52" not in out and "\x07" not in out and "\u202e" not in out and "\x9b" not in out

@@ -72,11 +72,24 @@ class CappedBackend(WrappedBackend):
                 "cache_hits": self.cache_hits}
 
 
+def capped_layer(backend: LLMBackend) -> CappedBackend | None:
+    """The ``CappedBackend`` among a backend's wrappers, if any."""
+    while isinstance(backend, WrappedBackend):
+        if isinstance(backend, CappedBackend):
+            return backend
+        backend = backend.inner
+    return None
+
+
 def response_limit(backend: LLMBackend) -> int:
     """The cap a backend's wrappers apply (the default when none does): for callers that
     reach past the wrappers, such as the agent's tools API."""
-    while isinstance(backend, WrappedBackend):
-        if isinstance(backend, CappedBackend):
-            return backend.limit
-        backend = backend.inner
-    return DEFAULT_MAX_RESPONSE_CHARS
+    layer = capped_layer(backend)
+    return DEFAULT_MAX_RESPONSE_CHARS if layer is None else layer.limit
+
+
+def count_response(backend: LLMBackend) -> None:
+    """Count an answer received past the wrappers (the agent's tools API) in the run's totals."""
+    layer = capped_layer(backend)
+    if layer is not None:
+        layer.responses += 1
