@@ -114,3 +114,26 @@ def test_float32_closed_form_is_unverified(tmp_path):
         r = model.equations_.loc[seed[0]]
         ref = ev.predict(r["program"], list(r["params"]))["train"]
     np.testing.assert_allclose(f(model.problem_.train.X), ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("body, ok", [
+    ("    a = params[0]*x\n    b = a\n    b += v\n    return a\n", False),  # alias, then in place
+    ("    a = b = params[0]*x\n    b += v\n    return a\n", False),  # two names, one array
+    ("    a = params[0]*x\n    b = np.asarray(a)\n    b *= v\n    return a\n", False),  # a view
+    ("    x += 1.0\n    return params[0]*x\n", False),  # the caller's input array
+    ("def f(a, v):\n    a += v\n    return a\n", None),  # (helper, used below)
+    ("    a = params[0]*x\n    a += v\n    return a\n", True),  # a name of its own: in place = rebind
+    ("    a = params[0]*x\n    b = a * 1.0\n    b += v\n    return a + b\n", True),  # a copy
+    ("    b = x\n    b = b * 2.0\n    b += v\n    return params[0]*b\n", True),  # rebound to a new array
+])
+def test_in_place_operators_on_shared_names_are_refused(body, ok):
+    if ok is None:
+        code = ("import numpy as np\n" + body + "def equation(x, v, params):\n"
+                "    a = params[0]*x\n    b = f(a, v)\n    return a + b\n")
+        ok = False
+    else:
+        code = "import numpy as np\ndef equation(x, v, params):\n" + body
+    cf = closed_form(code, ["x", "v"], [2.0])
+    assert cf.ok is ok, (cf.reason, cf.detail)
+    if not ok:
+        assert cf.reason == "aliasing" and "in-place" in cf.detail
