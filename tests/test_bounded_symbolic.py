@@ -58,8 +58,8 @@ def test_live_text_is_bounded_and_cached(monkeypatch):
     assert time.perf_counter() - start < 3.0
     # a conversion that never ends is cut at the deadline; the return line is shown
     slow = _program("    return params[0]*x + 0*v\n")
-    old = text._worker
-    text._worker = None
+    old = worker._shared
+    worker._shared = None  # a fresh helper, forked with the slow operation
     monkeypatch.setitem(worker._OPS, "text", lambda *a: time.sleep(60))
     try:
         start = time.perf_counter()
@@ -69,9 +69,9 @@ def test_live_text_is_bounded_and_cached(monkeypatch):
         assert text.equation_text(slow, [3.0]) == "params[0]*x + 0*v"  # cached
         assert first < text.TEXT_TIMEOUT + 2.0 and time.perf_counter() - start < 0.1
     finally:
-        if text._worker is not None:
-            text._worker.close()
-        text._worker = old
+        if worker._shared is not None:
+            worker._shared.close()
+        worker._shared = old
 
 
 def test_worker_deadline_kills_and_reports_timeout(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ UNVERIFIED_TEXT = "[unverified] "
 PARTS = ("text", "skeleton_text", "latex", "skeleton_latex", "mathml")
 #: True in the helper process, the one place that runs sympy's printers (see ``worker``)
 PRINT_HERE = False
+#: prints a closed form elsewhere (``worker`` installs its helper process here on import)
+RENDERER: Callable[[ClosedForm], dict[str, str]] | None = None
 UNVERIFIED_LATEX = r"\mathrm{[unverified]}\; "
 
 
@@ -42,12 +45,10 @@ class ClosedForm:
         """A printed form: rendered already, or now in the helper process (in this process
         only inside the helper itself, ``PRINT_HERE``)."""
         if what not in self.rendered and self.ok:
-            if PRINT_HERE:
+            if PRINT_HERE or RENDERER is None:
                 self.render()
             else:
-                from eqforge.evaluator.analysis.text import render_in_helper
-
-                self.rendered = {**render_in_helper(self), **self.rendered}
+                self.rendered = {**RENDERER(self), **self.rendered}
         return self.rendered.get(what, "")
 
     @property

@@ -10,12 +10,12 @@ return line is shown when it passes), and answers are cached per program and con
 
 from __future__ import annotations
 
-import ast
-import atexit
 import threading
 from collections import OrderedDict
 
-from eqforge.evaluator.analysis.closed_form import PARTS, ClosedForm, closed_form
+from eqforge.evaluator.analysis.worker import equation_text_here, return_line, shared_worker
+
+__all__ = ["equation_text", "equation_text_here", "return_line"]
 
 #: deadline for one conversion on behalf of the live view (it blocks a redraw at most this long)
 TEXT_TIMEOUT = 1.0
@@ -23,54 +23,6 @@ _CACHE_SIZE = 256
 
 _lock = threading.Lock()
 _cache: OrderedDict[tuple[str, tuple[float, ...] | None], str] = OrderedDict()
-_worker = None
-
-
-def return_line(program: str) -> str:
-    """The last ``return`` expression (the view's fallback when there is no closed form)."""
-    lines = [ln.strip() for ln in program.splitlines() if ln.strip().startswith("return ")]
-    if lines:
-        return lines[-1][len("return "):]
-    rest = program.strip().splitlines()
-    return rest[-1] if rest else "–"
-
-
-def equation_text_here(program: str, params: list[float] | None) -> str:
-    """The conversion itself, in this process (the helper runs it; so may tests)."""
-    try:
-        fn = next((n for n in ast.parse(program).body if isinstance(n, ast.FunctionDef)), None)
-        if fn is not None:
-            names = [a.arg for a in fn.args.args[:-1]]
-            cf = closed_form(program, names, params)
-            if cf.ok:
-                return cf.render().text
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        pass
-    return return_line(program)
-
-
-def _shared_worker():  # noqa: ANN202 - SymbolicWorker, imported lazily (it imports this module)
-    global _worker
-    if _worker is None:
-        from eqforge.evaluator.analysis.worker import SymbolicWorker
-
-        _worker = SymbolicWorker()
-        atexit.register(_worker.close)
-    return _worker
-
-
-#: deadline for printing a closed form that was not printed with its conversion
-RENDER_TIMEOUT = 10.0
-NOT_PRINTED = "(not printed: the helper process ran out of time)"
-
-
-def render_in_helper(cf: ClosedForm) -> dict[str, str]:
-    """Every printed form of ``cf``, printed in the shared helper process under a deadline."""
-    with _lock:
-        out = _shared_worker().call("render", cf, timeout=RENDER_TIMEOUT)
-    if isinstance(out, dict):
-        return out
-    return {part: NOT_PRINTED for part in PARTS}
 
 
 def equation_text(program: str | None, params: list[float] | None, max_chars: int = 4000) -> str:
@@ -84,10 +36,11 @@ def equation_text(program: str | None, params: list[float] | None, max_chars: in
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        text = _shared_worker().call("text", program, list(params) if params else None,
-                                     timeout=TEXT_TIMEOUT)
-        if not isinstance(text, str):
-            text = return_line(program)
+    text = shared_worker().call("text", program, list(params) if params else None,
+                                timeout=TEXT_TIMEOUT)
+    if not isinstance(text, str):
+        text = return_line(program)
+    with _lock:
         _cache[key] = text
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

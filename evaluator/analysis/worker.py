@@ -16,9 +16,12 @@ the answer is needed.
 
 from __future__ import annotations
 
+import ast
+import atexit
 import logging
 import multiprocessing as mp
 import os
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -75,9 +78,30 @@ def _op_verify(exprs: list[sp.Expr], names: list[str], X: np.ndarray,
     return check(exprs, names, X, reference)
 
 
-def _op_text(program: str, params: list[float] | None) -> str:
-    from eqforge.evaluator.analysis.text import equation_text_here
+def return_line(program: str) -> str:
+    """The last ``return`` expression (the live view's fallback without a closed form)."""
+    lines = [ln.strip() for ln in program.splitlines() if ln.strip().startswith("return ")]
+    if lines:
+        return lines[-1][len("return "):]
+    rest = program.strip().splitlines()
+    return rest[-1] if rest else "–"
 
+
+def equation_text_here(program: str, params: list[float] | None) -> str:
+    """A program as a one-line equation, in this process (the helper runs it: op "text")."""
+    try:
+        fn = next((n for n in ast.parse(program).body if isinstance(n, ast.FunctionDef)), None)
+        if fn is not None:
+            names = [a.arg for a in fn.args.args[:-1]]
+            cf = closed_form(program, names, params)
+            if cf.ok:
+                return cf.render(("text",)).text
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+    return return_line(program)
+
+
+def _op_text(program: str, params: list[float] | None) -> str:
     return equation_text_here(program, params)
 
 
@@ -221,6 +245,50 @@ class SymbolicWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------------------
+# one helper shared by the process, for small on-demand jobs (the live view's equation text,
+# printing a closed form on first use)
+
+_shared: SymbolicWorker | None = None
+_shared_lock = threading.Lock()
+#: deadline for printing a closed form that was not printed with its conversion
+RENDER_TIMEOUT = 10.0
+NOT_PRINTED = "(not printed: the helper process ran out of time)"
+
+
+def shared_worker() -> SymbolicWorker:
+    """The process's shared helper (closed at exit); calls on it are serialised."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = _SerialWorker()
+            atexit.register(_shared.close)
+        return _shared
+
+
+class _SerialWorker(SymbolicWorker):
+    """A ``SymbolicWorker`` that several threads may call (one call at a time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def call(self, op: str, *args: Any, timeout: float) -> Any:
+        with self._lock:
+            return super().call(op, *args, timeout=timeout)
+
+
+def render_in_helper(cf: ClosedForm) -> dict[str, str]:
+    """Every printed form of ``cf``, printed in the shared helper under a deadline."""
+    out = shared_worker().call("render", cf, timeout=RENDER_TIMEOUT)
+    if isinstance(out, dict):
+        return out
+    return {part: NOT_PRINTED for part in PARTS}
+
+
+closed_form_module.RENDERER = render_in_helper
 
 
 def timeout_form(seconds: float, worker: SymbolicWorker) -> ClosedForm:
