@@ -16,7 +16,6 @@ strategy changes is the ``StrategyHook``'s. None of them, nor the agent, sees th
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,10 +37,11 @@ from eqforge.prompts.prompt import Prompt
 
 __all__ = ["RECORDED_EXTRAS", "DiscoveryLoop", "Guess"]
 
-log = logging.getLogger(__name__)
-
 
 class DiscoveryLoop:
+    """One session of a run: builds the ledger, scoring step, strategy hook and agent context
+    from the config's sections, then runs the workers until the ledger says stop."""
+
     def __init__(self, problem: Problem, config: Config, backend: LLMBackend, evaluator: Evaluator,
                  recorder: RunDir, *, progress: Progress | None = None, guesses: Sequence[Guess] = ()) -> None:
         self.problem, self.config, self.backend, self.guesses = problem, config, backend, list(guesses)
