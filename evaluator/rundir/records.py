@@ -9,9 +9,10 @@ sit flat in the sample's line (``ok``, ``error``, ``score``, ``params``, ``nmse`
 validator convert between the two, so nothing else needs to know.
 
 Every field a line may carry is declared here, typed: the agent's (``episode``, ``turn``,
-``tool``, ``registered``) included. A key this model does not know — from a run directory
-written by a future version, or hand-edited — is ignored on reading rather than carried
-along untyped. The optional fields most records lack (``OMITTED_WHEN_NONE``) are left out of
+``tool``, ``registered``) included. Code that builds a record with a field not declared here
+is an error (a typo never becomes an untyped extra); a key a line on disk carries that this
+model does not know (a run directory from another version, or hand-edited) is dropped on
+reading. The optional fields most records lack (``OMITTED_WHEN_NONE``) are left out of
 the line when unset, so lines are what earlier versions wrote.
 """
 
@@ -35,7 +36,7 @@ OMITTED_WHEN_NONE = frozenset({"finish_reason", "reasoning_estimated", "episode"
 class SampleRecord(BaseModel):
     """One line of ``samples.jsonl``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     index: int
     id: str
@@ -85,6 +86,8 @@ class SampleRecord(BaseModel):
             return data
         data = dict(data)
         fields = {k: data.pop(k) for k in RESULT_FIELDS if k in data}
+        for key in [k for k in data if k not in cls.model_fields and k != "eval_seconds"]:
+            del data[key]  # another version's field: not this model's to interpret
         seconds = data.pop("eval_seconds", None)
         fields["seconds"] = seconds or 0.0
         fields["ok"] = bool(fields.get("ok", False))
