@@ -255,11 +255,16 @@ async def tools_turn(backend: LLMBackend, messages: list[dict[str, Any]],
     # the backend's own machinery: capability table, rate gate, bounded retries
     resp = await inner.chat_raw(messages, sampling, tools=TOOLS)
     count_response(backend)
-    choice = resp.choices[0]
-    msg = choice.message
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:  # a server may send anything
+        return ModelTurn(text="", calls=[], message={"role": "assistant", "content": ""}, model=inner.name,
+                         seconds=time.monotonic() - t0, error="llm:empty")
+    choice = choices[0]
+    msg = getattr(choice, "message", None)
+    listed = getattr(msg, "tool_calls", None)
     calls: list[ToolCall] = []
     echoed: list[dict[str, Any]] = []
-    for i, tc in enumerate(msg.tool_calls or []):
+    for i, tc in enumerate(listed if isinstance(listed, list) else []):
         fn = getattr(tc, "function", None)
         name, raw = getattr(fn, "name", None), getattr(fn, "arguments", None)
         call_id = tc.id if isinstance(getattr(tc, "id", None), str) else f"call_{i}"
@@ -272,17 +277,24 @@ async def tools_turn(backend: LLMBackend, messages: list[dict[str, Any]],
         # the conversation keeps what was asked, bounded (it is sent again every turn)
         kept = raw if isinstance(raw, str) and len(raw) <= MAX_ARGUMENTS_CHARS and call.error is None else "{}"
         echoed.append({"id": call_id, "type": "function", "function": {"name": call.name, "arguments": kept}})
-    text, original = cap_text(msg.content if isinstance(msg.content, str) else "", response_limit(backend))
+    content = getattr(msg, "content", None)
+    text, original = cap_text(content if isinstance(content, str) else "", response_limit(backend))
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if echoed:
         message["tool_calls"] = echoed
     elif text:
         calls = parse_action(text)  # a model that writes the action instead of calling it
-    usage = resp.usage
-    p_tok = getattr(usage, "prompt_tokens", None)
-    c_tok = getattr(usage, "completion_tokens", None)
+    usage = getattr(resp, "usage", None)
+    p_tok = _tokens(getattr(usage, "prompt_tokens", None))
+    c_tok = _tokens(getattr(usage, "completion_tokens", None))
+    finish = choice.finish_reason if isinstance(getattr(choice, "finish_reason", None), str) else None
     cost = 0.0 if priced is None or priced.free else priced.table.cost(priced.model, p_tok, c_tok)
     return ModelTurn(text=text, calls=calls, message=message, model=inner.name,
                      prompt_tokens=p_tok, completion_tokens=c_tok, cost=cost,
-                     seconds=time.monotonic() - t0, finish_reason=choice.finish_reason,
+                     seconds=time.monotonic() - t0, finish_reason=finish,
                      extra=truncation_extra(original))
+
+
+def _tokens(value: object) -> int | None:
+    """A token count as the server reported it, if it is a plausible one."""
+    return value if type(value) is int and 0 <= value < 10**12 else None

@@ -173,3 +173,33 @@ def test_text_episode_goes_on_after_hostile_actions(tmp_path, llmsr_data):
     assert "best_programs takes a number" in turns[1]["results"][0]["result"]
     assert "best_programs takes a number" in turns[2]["results"][0]["result"]
     assert turns[-1]["end"] == "submit"
+
+
+def test_tools_turn_survives_any_response_shape():
+    """Whatever the server's message holds (no choices, odd tool_calls, junk usage): a turn, no exception."""
+    import asyncio
+    from types import SimpleNamespace as NS
+
+    from eqforge.agents.agent_protocol import tools_turn
+    from eqforge.agents.llm.base import SamplingParams
+
+    class Server:
+        name, prompt_style = "fake:tools", "chat"
+
+        def __init__(self, resp: object) -> None:
+            self.resp = resp
+
+        async def chat_raw(self, messages, sampling, tools):  # noqa: ANN001, ANN201
+            return self.resp
+
+    fn = NS(name="best_programs", arguments='{"k": 1e999}')
+    shapes = [NS(choices=[], usage=None), NS(choices=None), NS(),
+              NS(choices=[NS(message=NS(content=None, tool_calls=7), finish_reason=3)], usage=NS(prompt_tokens="x")),
+              NS(choices=[NS(message=NS(content=5, tool_calls=[NS(id=None, function=fn), "junk"]))],
+                 usage=NS(prompt_tokens=10**30, completion_tokens=-1)),
+              NS(choices=[NS(message=None)])]
+    for resp in shapes:
+        turn = asyncio.run(tools_turn(Server(resp), [], SamplingParams()))  # type: ignore[arg-type]
+        for call in turn.calls:
+            _well_formed(call)
+        assert turn.prompt_tokens is None or type(turn.prompt_tokens) is int
