@@ -35,8 +35,8 @@ CANDIDATES = [
     ("gemma-3-270m", "transformers", "completion"),
     ("gemma-3-270m", "llama-cpp", "completion"),
     ("qwen2.5-coder-0.5b", "llama-cpp", "completion"),
-    ("qwen2.5-coder-0.5b", "llama-cpp", "chat"),
     ("qwen2.5-coder-1.5b", "llama-cpp", "completion"),
+    ("qwen2.5-coder-0.5b", "llama-cpp", "chat"),
     ("qwen2.5-coder-1.5b", "llama-cpp", "chat"),
 ]
 
@@ -51,14 +51,25 @@ def run_one(model: str, engine: str, style: str, args: argparse.Namespace, out: 
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
+        code, err = res.returncode, res.stderr
+    except subprocess.TimeoutExpired:  # what it recorded until then still counts, marked
+        code, err = None, f"stopped after {args.timeout:.0f} s"
     wall = time.perf_counter() - t0
     row: dict[str, Any] = {"model": model, "engine": engine, "style": style, "wall_seconds": round(wall, 1),
-                           "exit": res.returncode}
+                           "exit": code}
+    if code is None:
+        row["error"] = err
     if not (out / "samples.jsonl").is_file():
-        row["error"] = (res.stderr.strip().splitlines() or ["no records"])[-1][:300]
+        row["error"] = (err.strip().splitlines() or ["no records"])[-1][:300]
         return row
-    recs = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
+    recs = []
+    for line in (out / "samples.jsonl").read_text().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except ValueError:  # a line cut by the timeout
+            pass
     seed = next(r for r in recs if r["source"] == "seed")
     llm = [r for r in recs if r["source"] == "llm"]
     ok = [r for r in llm if r.get("ok") and r.get("nmse")]
@@ -106,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="eqforge-models-bench-") as tmp:
         for k, (model, engine, style) in enumerate(todo):
             log.info("%s / %s / %s (load average %.1f)", model, engine, style, os.getloadavg()[0])
-            try:
-                row = run_one(model, engine, style, args, Path(tmp) / f"run{k}")
-            except subprocess.TimeoutExpired:
-                row = {"model": model, "engine": engine, "style": style, "error": f"over {args.timeout:.0f} s"}
+            row = run_one(model, engine, style, args, Path(tmp) / f"run{k}")
             row["loadavg"] = round(os.getloadavg()[0], 1)
             log.info("  %s", {k: v for k, v in row.items() if k != "best_program"})
             report["rows"].append(row)
