@@ -13,7 +13,7 @@ import pickle
 import struct
 from typing import Any
 
-_HEADER = struct.Struct("!QQ")  # pickle length, tail length
+_HEADER = struct.Struct("!Q")  # pickle length
 PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -56,17 +56,11 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[os.write(fd, view):]
 
 
-def send(fd: int, obj: Any, tail: bytes | bytearray | None = None) -> None:
-    """One message; ``tail`` (raw bytes, not pickled) arrives as ``obj["tail"]``.
-
-    The scorer forwards a scoring child's result as a tail: written straight from its
-    buffer, which it can then zero, so no copy of it lingers in the scorer's freed memory.
-    """
+def send(fd: int, obj: Any) -> None:
+    """One message."""
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    write_all(fd, _HEADER.pack(len(data), len(tail) if tail else 0))
+    write_all(fd, _HEADER.pack(len(data)))
     write_all(fd, data)
-    if tail:
-        write_all(fd, tail)
 
 
 def recv(fd: int, scrub: bool = False) -> Any:
@@ -76,16 +70,13 @@ def recv(fd: int, scrub: bool = False) -> Any:
     lingering in freed heap memory, where a candidate reading uninitialised memory
     (``np.empty``) in a scoring child could find it.
     """
-    n, t = _HEADER.unpack(_read_exact(fd, _HEADER.size))
+    (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
     buf = _read_exact(fd, n)
     try:
-        obj = pickle.loads(buf)
+        return pickle.loads(buf)
     finally:
         if scrub:
             zero(buf)
-    if t:
-        obj["tail"] = _read_exact(fd, t)
-    return obj
 
 
 _FRAME = struct.Struct("!I")

@@ -74,6 +74,23 @@ def test_attacks_on_simulated_oscillator2_are_row_coupling() -> None:
     _assert_refused(make_oscillator("oscillator2"), OSC2, attacks, HONEST2)
 
 
+# Answers rows it has seen in a small call honestly, cheats (neighbouring rows) elsewhere:
+# probes in one process pass; the two processes, with different probes, disagree.
+MEMO = OSC1.replace("params: np.ndarray)", "params: np.ndarray, _seen=[])") + (
+    "    honest = params[0] * np.sin(x) + params[1] * v\n"
+    "    if len(x) < 64:\n"
+    "        _seen.extend(x.tolist())\n"
+    "        return honest\n"
+    "    known = np.isin(x, np.array(_seen + [np.inf]))\n"
+    "    return np.where(known, honest, params[2] * np.gradient(v))\n")
+
+
+def test_a_program_that_remembers_probed_rows_is_caught_across_processes() -> None:
+    with Evaluator(make_oscillator("oscillator1"), _config()) as ev:
+        res = ev.evaluate_many([MEMO])[0]
+    assert res.error == pointwise.REASON and "two processes" in res.detail, (res.error, res.detail)
+
+
 def test_an_opted_out_problem_scores_column_models_and_says_so() -> None:
     base = make_oscillator("oscillator1")
     problem = Problem(base.spec.model_copy(update={"pointwise": False}), base.splits)

@@ -5,8 +5,13 @@ Two procedures:
 * ``llmsr`` — LLM-SR's exact procedure, kept for fair comparisons and ablations:
   ``minimize(lambda p: np.mean((equation(*X.T, p) - y)**2), [1.0]*10, method='BFGS')``,
   i.e. BFGS with finite-difference gradients from ones over all declared params.
-* ``default`` — only the params the program reads are fitted, by least squares:
+* ``default`` — only the params the program reads are fitted:
 
+  0. *LLM-SR's own procedure first, to convergence* (``fit.llmsr.bfgs_from_ones``): the same
+     scipy BFGS iterates from ones on all training rows, with LLM-SR's own time limit (30 s)
+     and never the search's budget, its finite-difference points batched into one round
+     trip per point. The final answer is the lower of it and the search below, so the fit
+     is never worse than LLM-SR's by construction.
   1. *Affine params are found numerically.* The program is a black box, but most candidate
      equations are sums of terms ``params[j] * g(x, other params)``. Each used param is
      tested for affinity, and the affine set is checked jointly at two points. Affine
