@@ -131,3 +131,15 @@ def test_estimator_fits_and_predicts_hostile_programs(tmp_path: Path):
     for i in rows:
         got = model.predict(X, index=i)  # the sandbox predicts a program without a closed form
         assert np.all(np.isfinite(got))
+
+
+def test_recovery_work_budget_gives_unknown_not_a_failure():
+    from eqforge.evaluator.analysis.recovery import MAX_EXPANDED_TERMS, expanded_terms, recovery
+
+    body = "    return params[0]*(x + v + 1.0)**80\n"
+    cf = closed_form(_program(body), ["x", "v"], [1.0])
+    assert cf.ok and expanded_terms(cf.fitted) > MAX_EXPANDED_TERMS
+    start = time.perf_counter()
+    r = recovery(cf, "x + v", ["x", "v"])
+    assert r.recovered is None and r.status == "unknown" and "work budget" in r.detail
+    assert time.perf_counter() - start < 2.0

@@ -131,6 +131,27 @@ def _close_inherited(keep: int) -> None:
                 pass
 
 
+#: address space the helper may add to what it inherited: sympy on a hostile tree then fails
+#: with MemoryError (an answer: "helper-failed") instead of pressing the machine
+MEMORY_HEADROOM = 4 << 30
+
+
+def _limit_memory() -> None:
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + MEMORY_HEADROOM
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (OSError, ValueError, ImportError):
+        pass
+
+
 def _serve(conn: Any) -> None:
     import signal
     import sys
@@ -140,6 +161,7 @@ def _serve(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     closed_form_module.PRINT_HERE = True
     _close_inherited(conn.fileno())
+    _limit_memory()
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
     logging.disable(logging.CRITICAL)  # the parent's handlers write to its streams
     while True:
