@@ -145,3 +145,31 @@ def test_answers_are_capped_before_parsing_and_the_cut_is_recorded(tmp_path, llm
     assert rec["response_truncated"] is True and rec["response_chars"] == len(good) + 300_003
     assert len(rec["response"]) == 4096 and rec["ok"], rec.get("error")
     assert time.perf_counter() - t0 < 60
+
+
+def _drop_lines_until_it_parses(source: str) -> str | None:
+    """LLM-SR's trimming as it was: one parse per dropped line (the oracle for parse_prefix)."""
+    import ast
+
+    lines = source.rstrip().splitlines()
+    while lines:
+        candidate = "\n".join(lines) + "\n"
+        try:
+            ast.parse(candidate)
+            return candidate
+        except SyntaxError:
+            lines.pop()
+    return None
+
+
+CODE_LINES = ["def equation(x, v, params):", "    return x", "    y = (x +", "    )", "x = 1", "if x:", "  pass",
+              "else:", "This is prose.", "    return params[0] * x", "'''", '"""doc', "  z = 2", "\tw = 3", "@dec",
+              "class A:", "    def f(self):", "        return 1", "import numpy as np", "x = [1,", "2]", "return",
+              "try:", "except:", "lambda: (", "print(1) print(2)", ")", "#c", "", "    ", "f'{x'", "x = \\", "1"]
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CODE_LINES), max_size=12))
+def test_parse_prefix_keeps_what_dropping_line_by_line_kept(lines):
+    source = "\n".join(lines)
+    assert parse_prefix(source) == _drop_lines_until_it_parses(source)
