@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--ray", metavar="ADDRESS", help="run each run as a Ray task: a cluster address or 'local'")
     sw.add_argument("--table", action="store_true", help="only write results tables and report of DIR")
     sw.add_argument("--quiet", action="store_true", help="no progress output")
+    sw.add_argument("--judge", metavar="SPEC", help="also ask this model whether each best law is the ground truth "
+                    "(LLM-SRBench's SA judge; verdicts in DIR/judge.jsonl, disagreements in DIR/judge.md)")
 
     probs = sub.add_parser("problems", help="list or show built-in problems")
     psub = probs.add_subparsers(dest="action", required=True)
@@ -241,7 +243,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.parallel is not None and args.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
     return sweep(args.source, out=args.out, parallel=args.parallel, ray=args.ray, table=args.table,
-                 quiet=args.quiet)
+                 quiet=args.quiet, judge=args.judge)
 
 
 def cmd_problems(args: argparse.Namespace) -> int:

@@ -339,3 +339,23 @@ def test_lsrbench_entries_expand(tmp_path: Path) -> None:
         expand_problem(f"lsrbench:{root}#chem*", tmp_path)
     f = write_sweep(tmp_path / "s.toml", problems=(f"lsrbench:{root}#*",), seeds=(0,))
     assert len(resolve(load_sweep_file(f), base=tmp_path).runs) == 2  # each one loaded before start
+
+
+def test_llm_judge_records_verdicts_and_lists_disagreements(finished_sweep: Path, tmp_path: Path) -> None:
+    """A replayed judge that calls every law different disagrees exactly where sympy recovered."""
+    judge = tmp_path / "judge.jsonl"
+    judge.write_text(json.dumps({"response": "They differ in form.\nDIFFERENT"}) + "\n")
+    out = finished_sweep
+    assert main(["sweep", str(out), "--table", "--judge", f"replay:{judge}"]) == 0
+    records = [json.loads(x) for x in (out / "judge.jsonl").read_text().splitlines()]
+    assert records and all(r["prompt"].startswith("You compare") and "DIFFERENT" in r["response"] for r in records)
+    recovered = [r for r in records if r["sympy"] == "recovered"]
+    assert recovered and all(r["judge"] is False for r in records)
+    md = (out / "judge.md").read_text()
+    # one line per run (two runs with the same law and truth share one recorded verdict)
+    assert md.count("sympy says *recovered*, the judge says a different law") >= len(recovered)
+    assert "sympy says *not recovered*" not in md
+    assert "judge vs sympy on oscillator1" in (out / "report.html").read_text()
+    lines = len(records)
+    assert main(["sweep", str(out), "--table", "--judge", f"replay:{judge}"]) == 0
+    assert len((out / "judge.jsonl").read_text().splitlines()) == lines  # verdicts on record are reused

@@ -35,8 +35,12 @@ def _progress(quiet: bool, samples: int) -> Any:
 
 
 def sweep(source: str, *, out: str | None = None, parallel: int | None = None, ray: str | None = None,
-          table: bool = False, quiet: bool = False) -> int:
-    from eqforge.sweep.report import write_outputs
+          table: bool = False, quiet: bool = False, judge: str | None = None) -> int:
+    from functools import partial
+
+    from eqforge.sweep.report import write_outputs as _write
+
+    write_outputs = partial(_write, judge=judge)
 
     src = Path(source)
     if src.is_dir():

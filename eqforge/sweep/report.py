@@ -180,10 +180,17 @@ def collect(out: Path) -> list[R.RunResult]:
     return [R.read_run(plan, sweep_dir.runs_dir / plan["run_id"]) for plan in sweep_dir.planned()]
 
 
-def write_outputs(out: str | Path) -> dict[str, Path]:
-    """Write the tables, plots and HTML report of the sweep in ``out``; return their paths."""
+def write_outputs(out: str | Path, *, judge: str | None = None) -> dict[str, Path]:
+    """Write the tables, plots and HTML report of the sweep in ``out``; return their paths.
+    ``judge``: a model spec to ask, besides the sympy check, whether each best law is the
+    ground truth (``sweep.judge``; verdicts in ``judge.jsonl``, disagreements in ``judge.md``)."""
     out = Path(out)
     results = collect(out)
+    verdicts = []
+    if judge:
+        from eqforge.sweep.judge import judge_runs, sweep_items
+
+        verdicts = judge_runs(out, sweep_items(results), judge)
     rows = R.cell_rows(results)
     summary, notes = R.strategy_summary(rows)
     tests = R.comparisons(rows)
@@ -207,6 +214,14 @@ def write_outputs(out: str | Path) -> dict[str, Path]:
         paths["problem_curves"] = out / "curves-problems.png"
         paths["problem_curves"].write_bytes(per_problem)
         images.append(("Best-so-far curves per problem", per_problem))
+    if judge:
+        paths["judge"] = out / "judge.md"
+        notes = notes + [f"LLM judge ({judge}): {sum(v.judge is True for v in verdicts)} of {len(verdicts)} best laws "
+                         f"judged the same as the ground truth; {sum(v.disagrees for v in verdicts)} disagree with the "
+                         "sympy check (listed in judge.md)."]
+        notes += [f"judge vs sympy on {v.problem} ({v.run}): sympy {v.sympy}, judge "
+                  f"{'same' if v.judge else 'different'} — truth {v.truth}; found {v.found}"
+                  for v in verdicts if v.disagrees]
     paths["html"].write_text(render_html(out, rows, summary, notes, images, results, tests), encoding="utf-8")
     return paths
 
