@@ -26,6 +26,7 @@ from pathlib import Path
 from eqforge.errors import EqforgeError
 from eqforge.evaluator.rundir import RunBusy, RunDir
 from eqforge.evaluator.rundir import lock as rundir_lock
+from eqforge.textsafe import install_log_sanitizer, terminal_safe
 
 log = logging.getLogger("eqforge.sweep")
 
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_sanitizer()  # a run's log quotes model text: inert on the sweep's terminal
     # SIGTERM (the sweep ending) becomes Ctrl-C: the loop records "interrupted" and closes
     # its sandbox pool instead of vanishing mid-write.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
@@ -103,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_planned(args.run_dir, workers=args.workers)
     except RunBusy as exc:
-        print(f"eqforge: {exc}", file=sys.stderr)
+        print(terminal_safe(f"eqforge: {exc}"), file=sys.stderr)
         return BUSY
     except EqforgeError as exc:
-        print(f"eqforge: error: {exc}", file=sys.stderr)
+        print(terminal_safe(f"eqforge: error: {exc}"), file=sys.stderr)
         return FAILED
     except KeyboardInterrupt:
         print("eqforge: interrupted", file=sys.stderr)
