@@ -85,7 +85,7 @@ def render_markdown(report: Report, where: Path) -> str:
                     f"complexity {cf.complexity}.", "",
                     f"$$ {_lhs(data.output_name)} = {md_math(cf.latex, cell=False)} $$", "",
                     *md_fence(f"{data.output_name} = {cf.text}"), "",
-                    f"Skeleton: $ {_lhs(data.output_name)} = {cf.skeleton_latex} $ with "
+                    f"Skeleton: $ {_lhs(data.output_name)} = {md_math(cf.skeleton_latex, cell=False)} $ with "
                     + (", ".join(f"{k} = {v:.10g}" for k, v in cf.constants.items())
                        or "no constants") + "."]
         else:
