@@ -107,8 +107,8 @@ def describe_data(ctx: AgentContext) -> str:
 
 def best_programs(ctx: AgentContext, k: Any) -> str:
     try:
-        k = max(1, min(5, int(k)))
-    except (TypeError, ValueError):
+        k = max(1, min(5, int(k)))  # validated already (agent_protocol.validate_call); kept defensive
+    except (TypeError, ValueError, OverflowError):
         k = 3
     seen: set[str] = set()
     best = []
