@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from eqforge.errors import EqforgeError
-from eqforge.evaluator.analysis import analyse_run
+from eqforge.evaluator.analysis import SymbolicWorker, analyse_run
+from eqforge.evaluator.analysis.run import simplify_entry, verify_entry
 from eqforge.evaluator.report import plots
 from eqforge.evaluator.report.data import (
     PLOT_FILES,
@@ -50,11 +51,19 @@ def build(run_dir: Path, *, budget: float = 60.0, top: int = 10) -> Report:
 def _build(run_dir: Path, *, budget: float, top: int) -> Report:
     data = load_run(run_dir)
     truth = data.problem.spec.ground_truth if data.problem is not None else None
-    with reference_predictions(data) as reference:
+    with reference_predictions(data) as reference, SymbolicWorker() as worker:
+        X = data.problem.train.X if reference is not None and data.problem is not None else None
         analysis = analyse_run(data.samples, data.input_names, ground_truth=truth,
-                               budget=budget, show=top, reference=reference,
-                               X=data.problem.train.X if reference is not None and
-                               data.problem is not None else None)
+                               budget=budget, show=top, reference=reference, X=X,
+                               worker=worker)
+        if reference is not None and X is not None:
+            # the tables show each law's simplest variant, which may not be among the
+            # entries analysed above: those are printed and verified too
+            tables = Report(data, analysis, {}, {})
+            for law in [*tables.top_laws(top), *tables.pareto_laws()]:
+                if law.entry.verification is None:
+                    simplify_entry(law.entry, data.input_names, worker)
+                    verify_entry(law.entry, data.input_names, worker, reference, X)
     images: dict[str, bytes] = {}
     notes: dict[str, str] = {}
     converted = [e for e in analysis.entries if e.complexity is not None]
