@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eqforge.errors import BackendError, ConfigError
+from eqforge.errors import BackendError, ConfigError, EqforgeError
 
 
 class _Frozen(BaseModel):
@@ -216,18 +216,23 @@ def validated(model: type[_M], data: dict[str, Any], *, source: str) -> _M:
         raise ConfigError(f"{source}: {loc}: {err['msg']}") from None
 
 
+def read_toml(path: Path, *, what: str = "file", error: type[EqforgeError] = ConfigError) -> dict[str, Any]:
+    """A TOML file a user wrote (config, problem, sweep): a missing file or bad TOML is an
+    ``error`` naming it (``what``: "config file", …). Other OS errors propagate."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML ({exc})") from None
+
+
 def load_config(path: str | Path | None) -> Config:
     """Defaults, overridden by a TOML file if given."""
     if path is None:
         return Config()
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
-    return _validate(raw, source=str(p))
+    return _validate(read_toml(p, what="config file"), source=str(p))
 
 
 def upgrade_saved(saved: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import tomli_w
 from pydantic import ValidationError
 
+from eqforge.config import read_toml
 from eqforge.errors import ProblemError
 from eqforge.problems.spec import SPLITS, Problem, ProblemSpec, Split
 from eqforge.problems.validate import check_names
@@ -86,12 +86,7 @@ def write_csv(path: Path, columns: list[str], X: np.ndarray, y: np.ndarray) -> N
 
 
 def read_spec(path: Path) -> ProblemSpec:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProblemError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProblemError(f"{path}: invalid TOML ({exc})") from None
+    raw = read_toml(path, error=ProblemError)
     try:
         spec = ProblemSpec.model_validate(raw)
     except ValidationError as exc:

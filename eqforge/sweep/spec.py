@@ -27,7 +27,6 @@ import difflib
 import fnmatch
 import hashlib
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eqforge.config import Config
+from eqforge.config import Config, read_toml
 from eqforge.errors import ConfigError, EqforgeError
 
 #: what an eqforge without the strategies registry (prompts.strategy) accepts
@@ -134,13 +133,9 @@ def _loc(err: Mapping[str, Any]) -> str:
 def load_sweep_file(path: str | Path) -> SweepFile:
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: sweep file not found") from None
+        raw = read_toml(p, what="sweep file")
     except IsADirectoryError:
         raise ConfigError(f"{p}: a folder without sweep.toml; give a sweep file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
     return parse_sweep(raw, source=str(p))
 
 
