@@ -64,8 +64,23 @@ def test_expression_becomes_a_program_the_policy_accepts() -> None:
         assert np.allclose(got, want, rtol=1e-9), t.program
 
 
-def test_sindy_front_finds_a_sparse_law() -> None:
+def test_numpy_stlsq_matches_pysindy() -> None:
     need("pysindy")
+    import pysindy as ps
+
+    from eqforge.agents.classical.sindy import library, stlsq
+    from eqforge.agents.classical.spec import SindyOptions
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0.5, 2.0, (300, 2))
+    y = 0.7 * np.sin(X[:, 0]) - 2.0 * X[:, 0] * X[:, 1] ** 2 + 0.01 * rng.normal(size=300)
+    _, theta = library(X, SindyOptions())
+    for thr in (0.01, 0.3, 3.0):
+        ref = ps.STLSQ(threshold=thr, alpha=1e-6, normalize_columns=True, max_iter=20).fit(theta, y.reshape(-1, 1))
+        assert np.array_equal(np.asarray(ref.coef_).ravel() != 0, stlsq(theta, y, thr, 1e-6) != 0), thr
+
+
+def test_sindy_front_finds_a_sparse_law() -> None:
     from eqforge.agents.classical.sindy import fit
     from eqforge.agents.classical.spec import SindyOptions
 

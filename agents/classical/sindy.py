@@ -4,7 +4,8 @@ An independent replication of LLM-SRBench found plain STLSQ over a fixed nonline
 competitive with LLM-SR; this is that floor. The library: every product of up to ``degree``
 base features (each input, and its reciprocal where the training data exclude 0), plus sin,
 cos, x·sin and x·cos of each input, plus a constant. Columns that are not finite on the training data are
-dropped. STLSQ (``pysindy.STLSQ``, normalised columns) runs for each threshold of a log grid
+dropped. STLSQ (normalised columns; numpy by default, ``engine=pysindy`` for ``pysindy.STLSQ``,
+which computes the same path several times slower) runs for each threshold of a log grid
 (its whole budget: it does not read the clock, so its front is the same on any machine);
 each distinct support is refitted by plain least squares and the non-dominated ones (train
 MSE against number of terms) are the front this searcher returns.
@@ -66,22 +67,51 @@ def _lstsq(theta: np.ndarray, y: np.ndarray, support: np.ndarray) -> tuple[np.nd
     return coef, float(np.mean((theta @ coef - y) ** 2))
 
 
+def stlsq(theta: np.ndarray, y: np.ndarray, threshold: float, alpha: float, max_iter: int = 20) -> np.ndarray:
+    """Sequentially thresholded ridge least squares on normalised columns (SINDy's STLSQ, as
+    ``pysindy.STLSQ(normalize_columns=True)`` computes it): fit, zero the coefficients below
+    ``threshold``, refit on the rest, until the support stops changing."""
+    norms = np.linalg.norm(theta, axis=0)
+    norms[norms == 0] = 1.0
+    A = theta / norms
+    support = np.ones(A.shape[1], bool)
+    coef = np.zeros(A.shape[1])
+    for _ in range(max_iter):
+        coef = np.zeros(A.shape[1])
+        if not support.any():
+            break
+        sub = A[:, support]
+        coef[support] = np.linalg.solve(sub.T @ sub + alpha * np.eye(sub.shape[1]), sub.T @ y)
+        new = np.abs(coef) >= threshold
+        if np.array_equal(new, support):
+            break
+        support = new
+    coef[~support] = 0.0
+    return coef / norms
+
+
+def _stlsq(theta: np.ndarray, y: np.ndarray, threshold: float, opts: SindyOptions) -> np.ndarray:
+    if opts.engine == "pysindy":
+        import pysindy as ps
+
+        opt = ps.STLSQ(threshold=threshold, alpha=opts.alpha, normalize_columns=True, max_iter=20)
+        with warnings.catch_warnings():  # "eliminated all coefficients": the path's end, expected
+            warnings.simplefilter("ignore", UserWarning)
+            opt.fit(theta, y.reshape(-1, 1))
+        return np.asarray(opt.coef_).ravel()
+    return stlsq(theta, y, threshold, opts.alpha)
+
+
 def fit(X: np.ndarray, y: np.ndarray, opts: SindyOptions, *, seed: int, max_seconds: float | None,
         max_models: int) -> list[dict[str, Any]]:
     """The front: ``[{"expr", "text", "complexity", "train_mse"}]``, simplest first."""
-    import pysindy as ps
-
     # STLSQ is deterministic, and its budget is the threshold grid, not the clock: a front that
     # depended on machine load would differ between two seeds of one sweep for no reason.
     del seed, max_seconds
     terms, theta = library(X, opts)
     supports: dict[tuple[bool, ...], tuple[np.ndarray, float]] = {}
     for thr in np.geomspace(opts.threshold_min, opts.threshold_max, opts.thresholds):
-        opt = ps.STLSQ(threshold=float(thr), alpha=opts.alpha, normalize_columns=True, max_iter=50)
-        with warnings.catch_warnings():  # "eliminated all coefficients": the path's end, expected
-            warnings.simplefilter("ignore", UserWarning)
-            opt.fit(theta, y.reshape(-1, 1))
-        support = np.abs(np.asarray(opt.coef_).ravel()) > 0
+        support = np.abs(_stlsq(theta, y, float(thr), opts)) > 0
         if 0 < support.sum() <= opts.max_terms and tuple(support) not in supports:
             supports[tuple(support)] = _lstsq(theta, y, support)
     ranked = sorted(supports.values(), key=lambda cm: (int(np.count_nonzero(cm[0])), cm[1]))

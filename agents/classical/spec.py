@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,6 +35,7 @@ class SindyOptions(_Frozen):
     thresholds: int = Field(24, ge=1, le=400)
     alpha: float = Field(1e-6, ge=0, description="ridge penalty of each STLSQ step")
     max_terms: int = Field(12, ge=1, description="models with more terms are not recorded")
+    engine: Literal["numpy", "pysindy"] = "numpy"
 
 
 class OperonOptions(_Frozen):
@@ -111,7 +112,7 @@ def parse_classical(spec: str, *, check_installed: bool = True) -> ClassicalSpec
         msg = (f"unknown option; known: {', '.join(OPTIONS[kind].model_fields)}"
                if err["type"] == "extra_forbidden" else err["msg"])
         raise BackendError(f"--llm {spec}: {where}: {msg}") from None
-    if check_installed:
+    if check_installed and (kind != "sindy" or options.engine == "pysindy"):  # type: ignore[attr-defined]
         require(kind)
     return ClassicalSpec(kind, options, spec)
 
