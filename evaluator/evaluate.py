@@ -149,7 +149,9 @@ class Evaluator:
             if self.config.ray:  # the same pools, on the nodes of a Ray cluster
                 from eqforge.sandbox.distributed import DistributedPool
 
-                self._pool = DistributedPool(self.config.ray, setup, trusted, workers=self.config.workers)
+                # the same submit/close interface as a SandboxPool, on the cluster's nodes
+                self._pool = cast(SandboxPool, DistributedPool(self.config.ray, setup, trusted,
+                                                               workers=self.config.workers))
             else:
                 self._pool = SandboxPool(setup, trusted, workers=self.config.workers or default_workers())
         return self._pool

@@ -35,10 +35,12 @@ class FitJob:
     fit_options: Mapping[str, Any] = field(default_factory=dict)  # FitOptions overrides (tests, ablations)
 
     @classmethod
-    def of(cls, options: FitJob | Mapping[str, Any] | None) -> FitJob:
+    def of(cls, options: object) -> FitJob:
         """A ``FitJob`` from itself or from a plain mapping of its fields (tests, benchmarks)."""
         if isinstance(options, FitJob):
             return options
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"a fit job is a FitJob or a mapping, not {type(options).__name__}")
         raw = dict(options or {})
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known

@@ -333,7 +333,7 @@ class Zygote:
                 if job.driver not in self.drivers:
                     raise runtime.CandidateFailure("crash", f"unknown driver {job.driver!r}")
                 payload = self.drivers[job.driver](host, job)
-            outcome = dict(ok=True, payload=payload)
+            outcome: dict[str, Any] = dict(ok=True, payload=payload)
         except runtime.CandidateFailure as exc:
             outcome = dict(ok=False, reason=exc.reason, detail=exc.detail[:500])
         except (ParentGone, RuntimeError):

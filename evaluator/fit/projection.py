@@ -69,7 +69,9 @@ class _Projected:
             self._tick(B)
             full = np.repeat(self.full[None, :], B, axis=0)
             full[:, self.idx] = P
-            return self.model_each(full, self.rows)
+            each = self.model_each(full, self.rows)
+            assert each is not None  # one vector at a time never refuses
+            return each
         if self.model_many is None or B < 2:
             return np.stack([self.predict(p) for p in P]) if B else np.empty((0, self.y.size))
         step = max(2, _BATCH_ELEMENTS // max(1, self.y.size))
