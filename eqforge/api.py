@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eqforge.agents.classical import is_classical
+from eqforge.agents.llm.base import LLMBackend
 from eqforge.agents.llm.registry import make_llm
 from eqforge.agents.loop import DiscoveryLoop, Guess
 from eqforge.agents.progress import Progress
@@ -23,7 +25,7 @@ from eqforge.config import BackendConfig, Config
 from eqforge.errors import BackendError, EqforgeError
 from eqforge.evaluator.analysis import enrich_summary
 from eqforge.evaluator.evaluate import EVALUATE_FIELDS, EvalResult, Evaluator, evaluate_file  # noqa: F401
-from eqforge.evaluator.rundir import RunDir
+from eqforge.evaluator.rundir import RunDir, SampleRecord
 from eqforge.problems.registry import load_problem
 from eqforge.problems.spec import Problem
 from eqforge.prompts.strategy import runnable_strategy
@@ -181,8 +183,13 @@ def replay(
     return discover(spec, config, out=out, progress=progress)
 
 
-async def _aexecute(problem, config, backend, recorder, progress, *, restore,  # noqa: ANN001, ANN202
-                    guesses=()):
+#: what a resumed session starts from: the records, the events and the earlier sessions' seconds
+Restore = tuple[list[SampleRecord], list[dict[str, Any]], float]
+
+
+async def _aexecute(problem: Problem, config: Config, backend: LLMBackend, recorder: RunDir,
+                    progress: Progress | None, *, restore: Restore | None,
+                    guesses: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     evaluator = Evaluator(problem, config.evaluator)
     try:
         loop = DiscoveryLoop(problem, config, backend, evaluator, recorder, progress=progress,
