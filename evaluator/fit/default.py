@@ -159,7 +159,7 @@ def _fit_default(model: RowModel, model_many: ManyModel | None, y: np.ndarray, o
             order = [cands[i] for i in chosen]
             if order:
                 best_theta = order[0]
-        if lin.size and free.size:
+        if lin.size and free.size and opts.plain_start:
             # roughly LLM-SR's path: all used params descend together from ones
             plain = objective(rows, np.empty(0, int), 0.6 * budget)
             plain.model_many = sub.model_many

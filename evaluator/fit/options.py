@@ -58,6 +58,7 @@ class FitOptions:
     final_iters: int = 2  # ... then LM evaluations per free param (+1) on all rows
     runner_up: float = 3.0  # distinct minima within this factor of the best are re-ranked on all rows
     tie: float = 0.01  # ... and the second there is polished too when this close (relative)
+    plain_start: bool = True  # LM from ones over all used params on the subsample (LLM-SR-like start)
     ones_basin: bool = False  # also polish LM from ones on all rows (superseded by ``llmsr_start``)
     speculate: bool = True  # on subsamples, evaluate each point's Jacobian steps with its residuals
     llmsr_start: bool = True  # run LLM-SR's own procedure (BFGS from ones) first, keep the lower (off: ablation)
