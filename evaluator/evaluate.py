@@ -240,13 +240,6 @@ class Evaluator:
         return dict(outcome.payload["predictions"])
 
 
-def evaluate_programs(problem: Problem, codes: list[str], config: EvaluatorConfig | None = None,
-                      ) -> list[EvalResult]:
-    """Convenience: evaluate a list of programs with a temporary pool."""
-    with Evaluator(problem, config) as ev:
-        return ev.evaluate_many(codes)
-
-
 #: what ``eqforge evaluate`` writes of each program's EvalResult
 EVALUATE_FIELDS = {"ok", "error", "detail", "score", "params", "n_params", "nmse", "metrics", "seconds"}
 
