@@ -110,8 +110,13 @@ def fit(X: np.ndarray, y: np.ndarray, opts: SindyOptions, *, seed: int, max_seco
     del seed, max_seconds
     terms, theta = library(X, opts)
     supports: dict[tuple[bool, ...], tuple[np.ndarray, float]] = {}
+    # thresholds act on unit-RMS columns and a unit-variance target, so they mean "share of
+    # the target's spread a term carries", whatever the problem's units and row count
+    rms = np.sqrt(np.mean(theta**2, axis=0))
+    rms[rms == 0] = 1.0
+    scale = float(np.std(y)) or 1.0
     for thr in np.geomspace(opts.threshold_min, opts.threshold_max, opts.thresholds):
-        support = np.abs(_stlsq(theta, y, float(thr), opts)) > 0
+        support = np.abs(_stlsq(theta / rms, y / scale, float(thr), opts)) > 0
         if 0 < support.sum() <= opts.max_terms and tuple(support) not in supports:
             supports[tuple(support)] = _lstsq(theta, y, support)
     ranked = sorted(supports.values(), key=lambda cm: (int(np.count_nonzero(cm[0])), cm[1]))

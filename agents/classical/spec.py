@@ -30,10 +30,10 @@ class SindyOptions(_Frozen):
     degree: int = Field(3, ge=1, le=5)
     reciprocals: bool = True
     trig: bool = True
-    threshold_min: float = Field(1e-3, gt=0)
-    threshold_max: float = Field(10.0, gt=0)
-    thresholds: int = Field(24, ge=1, le=400)
-    alpha: float = Field(1e-6, ge=0, description="ridge penalty of each STLSQ step")
+    threshold_min: float = Field(1e-6, gt=0, description="on unit-RMS columns, unit-variance target")
+    threshold_max: float = Field(1.0, gt=0)
+    thresholds: int = Field(40, ge=1, le=400)
+    alpha: float = Field(1e-10, ge=0, description="ridge penalty of each STLSQ step")
     max_terms: int = Field(12, ge=1, description="models with more terms are not recorded")
     engine: Literal["numpy", "pysindy"] = "numpy"
 
