@@ -162,8 +162,8 @@ def comparison_plot(summary: list[dict[str, Any]], tests: list[dict[str, Any]]) 
         i, j = index.get(t["a"]), index.get(t["b"])
         if i is None or j is None:
             continue
-        ax.text(j, i, f"{t['a_better']}:{t['b_better']}", ha="center", va="center", fontsize=7, color="w")
-        ax.text(i, j, f"{t['b_better']}:{t['a_better']}", ha="center", va="center", fontsize=7, color="w")
+        ax.text(j, i, f"{t['a_better']}:{t['b_better']}", ha="center", va="center", fontsize=7, color="k")
+        ax.text(i, j, f"{t['b_better']}:{t['a_better']}", ha="center", va="center", fontsize=7, color="k")
     ax.set_xticks(range(len(labels)), [str(i + 1) for i in range(len(labels))], fontsize=8)
     ax.set_yticks(range(len(labels)), [f"{i + 1}" for i in range(len(labels))], fontsize=8)
     ax.set_title("Wilcoxon p (colour); wins row:column", fontsize=9)
