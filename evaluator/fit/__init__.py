@@ -2,8 +2,10 @@
 
 * ``options`` — what a fit is asked for (``FitOptions``) and returns (``FitResult``);
 * ``projection`` — residuals with the affine params solved out (variable projection);
-* ``search`` — start points, subsamples and Levenberg–Marquardt runs;
-* ``default`` — the default fitter: search on a subsample, polish on all rows;
+* ``context`` — what the stages of one fit share (data, clock, objectives, notes);
+* ``search`` — start points, subsamples, Levenberg–Marquardt runs and ``explore``;
+* ``polish`` — re-ranking and polishing the search's minima on all rows;
+* ``default`` — the default fitter: LLM-SR's start, then search and polish; the lower;
 * ``llmsr`` — LLM-SR's own procedure (BFGS from ones), for comparisons and as a start.
 """
 
