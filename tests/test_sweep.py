@@ -359,3 +359,16 @@ def test_llm_judge_records_verdicts_and_lists_disagreements(finished_sweep: Path
     lines = len(records)
     assert main(["sweep", str(out), "--table", "--judge", f"replay:{judge}"]) == 0
     assert len((out / "judge.jsonl").read_text().splitlines()) == lines  # verdicts on record are reused
+
+
+def test_relative_replay_path_survives_continuing_from_the_directory(tmp_path: Path) -> None:
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "r.jsonl").write_text(RESPONSES.read_text())
+    f = write_sweep(tmp_path / "study" / "sweep.toml", samples=1, seeds=(0,), llms=("replay:r.jsonl",))
+    first = resolve(load_sweep_file(f), base=f.parent)
+    stored = tmp_path / "elsewhere" / "sweep.toml"
+    stored.parent.mkdir()
+    stored.write_text(first.file.to_toml())
+    again = resolve(load_sweep_file(stored), base=stored.parent)
+    assert [r.run_id for r in again.runs] == [r.run_id for r in first.runs]
+    assert again.runs[0].llm == f"replay:{(tmp_path / 'study' / 'r.jsonl').resolve()}"

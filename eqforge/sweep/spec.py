@@ -313,7 +313,10 @@ def resolve(sweep: SweepFile, *, base: Path, source: str = "sweep file",
                 close = difflib.get_close_matches(name, known, n=2)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise ConfigError(f"strategies: unknown strategy {name!r}{hint} (known: {', '.join(known)})")
-        llms = [(entry, *parse_llm(entry, base)) for entry in s.llms]
+        # a replay path is made absolute in the plan and the stored sweep.toml, so continuing the
+        # sweep from its directory (another base) plans the same runs
+        llms = [(spec if spec.startswith("replay:") else entry, spec, backend)
+                for entry in s.llms for spec, backend in [parse_llm(entry, base)]]
         for _entry, spec, backend in llms:
             check_llm(spec, backend)
         for section in ("run",):
@@ -342,5 +345,6 @@ def resolve(sweep: SweepFile, *, base: Path, source: str = "sweep file",
                         problem=problem, strategy=strategy, llm=entry, seed=seed,
                         spec={"problem": problem, "data": None},
                         config=config.model_dump(mode="json")))
-    resolved = sweep.model_copy(update={"sweep": s.model_copy(update={"problems": problems})})
+    resolved = sweep.model_copy(update={"sweep": s.model_copy(update={"problems": problems,
+                                                                       "llms": [e for e, _, _ in llms]})})
     return ResolvedSweep(resolved, runs, source)
