@@ -15,8 +15,10 @@ adds the rules a table needs:
 * Over seeds, a cell's SA is that share of its seeds; over problems, a problem counts as
   recovered by a strategy when at least half of its known seeds are.
 
-``recheck`` redoes one best law's check in process (for run directories without the
-analysis); the optional LLM judge is ``evaluator.analysis.judge``.
+``recheck`` redoes one best law's check (for run directories without the analysis). The
+program is a candidate's, so its conversion and the check run in the killable helper
+(``worker``) with deadlines, like the end-of-run analysis: a step that overruns gives
+"unknown", never "not recovered". The optional LLM judge is ``evaluator.analysis.judge``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from eqforge.evaluator.analysis.closed_form import closed_form
-from eqforge.evaluator.analysis.recovery import STATUSES, Recovery, recovery
+from eqforge.evaluator.analysis.recovery import STATUSES, UNDECIDED_REASONS, Recovery, unknown
+from eqforge.evaluator.analysis.worker import SymbolicWorker, timeout_form
 
 RECOVERED, NOT_RECOVERED, UNKNOWN = STATUSES[True], STATUSES[False], STATUSES[None]
 
@@ -81,6 +83,37 @@ def tally(statuses: Iterable[str | None]) -> SymbolicAccuracy:
     return SymbolicAccuracy(counts[RECOVERED], counts[NOT_RECOVERED], counts[UNKNOWN])
 
 
-def recheck(program: str, params: list[float] | None, truth: str, input_names: list[str]) -> Recovery:
-    """One law against the ground truth, in this process (no deadline: for small programs)."""
-    return recovery(closed_form(program, input_names, params), truth, input_names)
+#: deadlines of ``recheck``'s two helper steps (safety nets: see ``worker``), each retried
+#: once with a deadline ``RETRY_FACTOR`` times longer; the values of ``analysis.run``
+CONVERT_TIMEOUT = 2.0
+RECOVERY_TIMEOUT = 5.0
+RETRY_FACTOR = 4.0
+
+
+def recheck(program: str, params: list[float] | None, truth: str, input_names: list[str], *,
+            worker: SymbolicWorker | None = None, convert_timeout: float = CONVERT_TIMEOUT,
+            recovery_timeout: float = RECOVERY_TIMEOUT) -> Recovery:
+    """One law against the ground truth, every sympy step in the helper process.
+
+    ``worker``: a helper to reuse over many laws (closed by its owner); without it one is
+    started and closed here. A deadline that expires (after its retry) or a helper that
+    dies gives ``unknown`` with the reason, never "not recovered"."""
+    own = worker is None
+    w = worker if worker is not None else SymbolicWorker()
+    try:
+        cf = w.call_retry("convert", program, list(input_names),
+                          list(params) if params is not None else None,
+                          timeout=convert_timeout, factor=RETRY_FACTOR)
+        if cf is None:
+            cf = timeout_form(convert_timeout * RETRY_FACTOR, w)
+        if not cf.ok and cf.reason in UNDECIDED_REASONS:
+            return unknown(f"no closed form ({cf.reason}: {cf.detail})", truth)
+        rec = w.call_retry("recover", cf, truth, list(input_names), 1e-3, 1e-6,
+                           timeout=recovery_timeout, factor=RETRY_FACTOR)
+        if rec is None:
+            return unknown(f"the check did not finish ({w.last_status}, deadline "
+                           f"{recovery_timeout * RETRY_FACTOR:g} s)", truth)
+        return rec
+    finally:
+        if own:
+            w.close()
