@@ -233,10 +233,15 @@ async def _classical_session(problem: Problem, config: Config, recorder: RunDir,
     from eqforge.agents.classical.runner import run_classical
 
     summary, records = await run_classical(problem, config, recorder, progress=progress, restore=records)
+    # As for a model's run, the best closed form is shown as the law only when it predicts
+    # what the sandbox scored: the sandbox's predictions are the reference (issue 21).
+    evaluator = Evaluator(problem, config.evaluator)
     try:
-        enrich_summary(summary, records, problem)
+        enrich_summary(summary, records, problem, predict=evaluator.predict)
     except Exception as exc:  # noqa: BLE001 - analysis must never break a run
         log.warning("could not analyse the run's equations: %s: %s", type(exc).__name__, exc)
+    finally:
+        evaluator.close()
     recorder.write_summary(summary)
     return summary
 
