@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.errors import ConfigError, EqforgeError
+from eqforge.textsafe import terminal_safe
 
 log = logging.getLogger("eqforge.sweep")
 
@@ -83,7 +84,8 @@ def sweep(source: str, *, out: str | None = None, parallel: int | None = None, r
                           progress=_progress(quiet, resolved.file.sweep.samples))
     except KeyboardInterrupt:
         write_outputs(dest)
-        print(f"eqforge: sweep interrupted; continue it with `eqforge sweep {dest}`", file=sys.stderr)
+        print(terminal_safe(f"eqforge: sweep interrupted; continue it with `eqforge sweep {dest}`"),
+              file=sys.stderr)
         return 130
     finally:
         close = getattr(executor, "close", None)
@@ -98,7 +100,10 @@ def sweep(source: str, *, out: str | None = None, parallel: int | None = None, r
 
 
 def _print_outputs(paths: dict[str, Path]) -> int:
-    md = paths["markdown"].read_text(encoding="utf-8")
-    print(md.split("\n# ", 1)[-1].strip())
-    print("\n" + "\n".join(f"{k}: {p}" for k, p in paths.items()))
+    """Print the table and the output paths. The table holds run-derived text (notes,
+    strategy and problem names, a failed run's message): shown through ``textsafe`` so a
+    control sequence from a model or a program stays inert on the terminal."""
+    md = paths["markdown"].read_text(encoding="utf-8", errors="replace")
+    print(terminal_safe(md.split("\n# ", 1)[-1].strip()))
+    print(terminal_safe("\n" + "\n".join(f"{k}: {p}" for k, p in paths.items())))
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eqforge.evaluator.rundir import RunDir
+from eqforge.textsafe import terminal_safe
 
 log = logging.getLogger("eqforge.sweep")
 
@@ -28,6 +29,11 @@ def duration(seconds: float | None) -> str:
 
 def samples_on_record(run_dir: Path) -> int:
     return max(0, RunDir(run_dir).count_samples() - 1)  # the seed's line is not a sample
+
+
+def shown(run_dir: Path) -> str:
+    """A run's name for a terminal line: one line, control sequences inert (``textsafe``)."""
+    return terminal_safe(run_dir.name, oneline=True)
 
 
 def status_line(state: Any) -> str:
@@ -46,10 +52,10 @@ class PlainSweepProgress:
         log.info("sweep: %s", status_line(state))
 
     def started(self, state: Any, run_dir: Path) -> None:
-        log.info("sweep: started %s", run_dir.name)
+        log.info("sweep: started %s", shown(run_dir))
 
     def finished(self, state: Any, run_dir: Path, ok: bool) -> None:
-        log.info("sweep: %s %s; %s", "finished" if ok else "FAILED", run_dir.name, status_line(state))
+        log.info("sweep: %s %s; %s", "finished" if ok else "FAILED", shown(run_dir), status_line(state))
 
     def update(self, state: Any) -> None:
         now = time.monotonic()
@@ -92,6 +98,7 @@ class LiveSweepProgress(PlainSweepProgress):
         self._lines: list[str] = []
 
     def _render(self) -> Any:
+        from rich.markup import escape
         from rich.panel import Panel
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -103,7 +110,8 @@ class LiveSweepProgress(PlainSweepProgress):
         grid.add_row("", status_line(s))
         for d in s.running[:12]:
             n = samples_on_record(d)
-            grid.add_row("  running", f"{d.name}: {n}" + (f"/{self.samples}" if self.samples else "") + " samples")
+            grid.add_row("  running", escape(f"{shown(d)}: {n}" + (f"/{self.samples}" if self.samples else "")
+                                             + " samples"))
         if len(s.running) > 12:
             grid.add_row("", f"… and {len(s.running) - 12} more")
         for line in self._lines[-3:]:
@@ -121,9 +129,11 @@ class LiveSweepProgress(PlainSweepProgress):
         self._state = state
 
     def finished(self, state: Any, run_dir: Path, ok: bool) -> None:
+        from rich.markup import escape
+
         self._state = state
         if not ok:
-            self._lines.append(f"[red]failed[/red] {run_dir.name}")
+            self._lines.append(f"[red]failed[/red] {escape(shown(run_dir))}")
 
     def update(self, state: Any) -> None:
         self._state = state

@@ -29,6 +29,7 @@ import numpy as np
 from eqforge.sweep import results as R
 from eqforge.sweep import stats as S
 from eqforge.sweep.spec import short_problem
+from eqforge.textsafe import terminal_safe
 
 MAX_PROBLEM_PANELS = 24
 FLOOR = 1e-20  # exact fits on a log axis
@@ -219,8 +220,10 @@ def write_outputs(out: str | Path, *, judge: str | None = None) -> dict[str, Pat
         notes = notes + [f"LLM judge ({judge}): {sum(v.judge is True for v in verdicts)} of {len(verdicts)} best laws "
                          f"judged the same as the ground truth; {sum(v.disagrees for v in verdicts)} disagree with the "
                          "sympy check (listed in judge.md)."]
-        notes += [f"judge vs sympy on {v.problem} ({v.run}): sympy {v.sympy}, judge "
-                  f"{'same' if v.judge else 'different'} — truth {v.truth}; found {v.found}"
+        # the found law is program-derived: inert on a terminal (textsafe), escaped in HTML
+        notes += [terminal_safe(f"judge vs sympy on {v.problem} ({v.run}): sympy {v.sympy}, judge "
+                                f"{'same' if v.judge else 'different'} — truth {v.truth}; found {v.found}",
+                                oneline=True)
                   for v in verdicts if v.disagrees]
     paths["html"].write_text(render_html(out, rows, summary, notes, images, results, tests), encoding="utf-8")
     return paths
