@@ -146,7 +146,37 @@ async def _aresume(recorder: RunDir, samples: int | None, progress: Progress | N
     elapsed = max((r.elapsed for r in records), default=0.0)
     log.info("resuming %s: %d samples on record", recorder.dir, done)
     return await _aexecute(problem, config, backend, recorder, progress,
-                           restore=(records, events, elapsed), guesses=spec.guesses)
+                           restore=(records, events, elapsed), guesses=spec.guesses,
+                           earlier=earlier_answers(recorder, records))
+
+
+def earlier_answers(recorder: RunDir, records: Sequence[SampleRecord]) -> dict[str, int]:
+    """The model answers of the sessions before a resume, counted from the records on disk.
+
+    The backend counts ``responses`` and ``cache_hits`` for its own session only, and a
+    session killed with SIGKILL writes no summary, so the records are the one source that
+    always holds the earlier sessions. The count follows the backend's: an answer without
+    an error (an errored request is recorded with an empty response), one per agent turn
+    holding a model answer, or one per sample; ``cached`` as the record says. An empty
+    answer without an error is not told apart from an errored one and is left out."""
+    if recorder.has_turns():
+        turns = [t for t in recorder.read_turns(strict=False) if "text" in t and not t.get("error")]
+        return {"responses": len(turns), "cache_hits": sum(bool(t.get("cached")) for t in turns)}
+    answers = [r for r in records if r.source == "llm" and (r.response or r.result.ok)]
+    return {"responses": len(answers), "cache_hits": sum(r.cached for r in answers)}
+
+
+def _cumulative_llm(summary: dict[str, Any], earlier: dict[str, int] | None) -> None:
+    """Make ``summary["llm"]``'s answer counts the whole run's: add the earlier sessions'
+    (once; what was added is kept as ``earlier_sessions``). An ensemble's members keep
+    their own session's counts."""
+    llm = summary.get("llm")
+    if not earlier or not isinstance(llm, dict) or "earlier_sessions" in llm:
+        return
+    for key, n in earlier.items():
+        if isinstance(llm.get(key), int):
+            llm[key] += n
+    llm["earlier_sessions"] = dict(earlier)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -189,7 +219,10 @@ Restore = tuple[list[SampleRecord], list[dict[str, Any]], float]
 
 async def _aexecute(problem: Problem, config: Config, backend: LLMBackend, recorder: RunDir,
                     progress: Progress | None, *, restore: Restore | None,
-                    guesses: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                    guesses: Sequence[dict[str, Any]] = (),
+                    earlier: dict[str, int] | None = None) -> dict[str, Any]:
+    """One session of a model's run. ``earlier``: a resumed run's answer counts before this
+    session (``earlier_answers``), added to the summary's so that it tells the whole run."""
     evaluator = Evaluator(problem, config.evaluator)
     try:
         loop = DiscoveryLoop(problem, config, backend, evaluator, recorder, progress=progress,
@@ -200,10 +233,18 @@ async def _aexecute(problem: Problem, config: Config, backend: LLMBackend, recor
             await loop.run()
         except BackendError:
             if loop.fatal is not None and loop.last_summary is not None:
+                _cumulative_llm(loop.last_summary, earlier)
                 _analysed(loop, problem, recorder, evaluator.predict)  # the records so far, as a finished run has them
+            raise
+        except BaseException:  # interrupted: the loop wrote its summary; make its counts the run's
+            if earlier and loop.last_summary is not None:
+                _cumulative_llm(loop.last_summary, earlier)
+                recorder.write_summary(loop.last_summary)
             raise
         finally:
             await backend.aclose()
+        if loop.last_summary is not None:
+            _cumulative_llm(loop.last_summary, earlier)
         return _analysed(loop, problem, recorder, evaluator.predict)
     finally:
         evaluator.close()
