@@ -39,3 +39,39 @@ def test_resumed_run_counts_every_session(tmp_path: Path, llmsr_data: Path) -> N
     assert _summary(run)["samples"] == 7
     assert llm["responses"] == 7 and llm["cache_hits"] == 3, llm
     assert llm["earlier_sessions"] == {"responses": 3, "cache_hits": 3}
+
+
+def test_interrupted_resumed_session_counts_every_session(tmp_path: Path, llmsr_data: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    resp = _responses(tmp_path / "r.jsonl", n=400)
+    run = tmp_path / "run"
+    common = ["--data", str(llmsr_data / "oscillator1"), "--samples-per-prompt", "1", "--workers", "1"]
+    assert main(["run", "oscillator1", "--llm", f"replay:{resp}", "--samples", "3", "--out", str(run),
+                 "--quiet", *common]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "eqforge", "run", "--resume", str(run), "--samples", "400",
+                             "--quiet"], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while (run / "samples.jsonl").read_text().count("\n") < 4 + 5:  # the seed, 3 earlier, 5 now
+            assert proc.poll() is None and time.monotonic() < deadline, "the resumed session ended early"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    summary = _summary(run)
+    llm_records = sum(json.loads(x).get("source") == "llm" for x in (run / "samples.jsonl").read_text().splitlines())
+    assert summary["stopped"] == "interrupted" and summary["samples"] == llm_records
+    llm = summary["llm"]
+    assert llm["earlier_sessions"] == {"responses": 3, "cache_hits": 0}
+    # an answer received as Ctrl-C came may have no record yet: at least every recorded one
+    assert llm["responses"] >= llm_records > 3, llm
