@@ -25,8 +25,8 @@ eqforge's scaling from one worker to all cores, and the fitted training loss of 
 program under both (strictly better / equal within 1e-9 relative / worse, and how many
 are at least 10x lower) over the honest programs (``valid`` and ``slow``) that LLM-SR's
 path fits; honest programs eqforge loses to a timeout that LLM-SR's path fits are listed.
-Also printed: eqforge's round trips to candidate processes and their CPU per program, and
-the CPU seconds each path spends with one worker (user + system of the
+Also printed: eqforge's round trips to candidate processes (how many LLM-SR's BFGS start takes) and
+their CPU per program, and the CPU seconds each path spends with one worker (user + system of the
 LLM-SR processes; what the sandbox reports per job for eqforge), which moves less than
 wall time with the load of other processes on a shared machine, and how much of eqforge's
 time in the sandbox is fitting. Everything goes to ``--json`` too.
@@ -154,6 +154,16 @@ def _fit_seconds(fit: dict[str, Any]) -> float | None:
     return None
 
 
+def _bfgs_trips(fit: dict[str, Any]) -> int | None:
+    """Round trips of LLM-SR's BFGS start, from its note ("llmsr-bfgs N round trips"): the
+    share of a program's round trips that lock-step starts could fold into the search's."""
+    for note in fit.get("notes", []):
+        match = re.fullmatch(r"llmsr-bfgs (\d+) round trips", note)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 class _CountingPool(SandboxPool):
     """The evaluator's own pool, keeping each job's reply (for the CPU seconds it reports)."""
 
@@ -204,6 +214,7 @@ def run_eqforge(problems: dict[str, Any], programs: list[dict[str, Any]], worker
                 "method": res.fit.get("method"),
                 "fit_seconds": _fit_seconds(res.fit),
                 "round_trips": res.fit.get("round_trips"),
+                "bfgs_round_trips": _bfgs_trips(res.fit),
                 "candidate_cpu": res.fit.get("candidate_cpu"),
                 "detail": res.detail[:200] if not res.ok else "",
             }
@@ -409,12 +420,18 @@ def main(argv: list[str] | None = None) -> int:
           "in the sandbox (the rest: forks, confinement, compiling, the scoring child's predictions)")
     trips = [r["round_trips"] for r in runs["eqforge"][1]["results"].values() if r.get("round_trips")]
     ccpu = [r["candidate_cpu"] for r in runs["eqforge"][1]["results"].values() if r.get("candidate_cpu") is not None]
+    bfgs = [r["bfgs_round_trips"] for r in runs["eqforge"][1]["results"].values()
+            if r.get("round_trips") and r.get("bfgs_round_trips") is not None]
     if trips:
         summary["round_trips_median"] = statistics.median(trips)
+        summary["bfgs_round_trips_median"] = statistics.median(bfgs) if bfgs else None
         summary["candidate_cpu_median"] = statistics.median(ccpu) if ccpu else None
         print(f"eqforge, per program: round trips to candidate processes median {statistics.median(trips):.0f} "
               f"(p90 {_pct(trips, 90):.0f}); candidate-process CPU median "
               f"{1000 * statistics.median(ccpu) if ccpu else float('nan'):.1f} ms")
+        if bfgs:
+            print(f"  of which LLM-SR's BFGS start: median {statistics.median(bfgs):.0f} (p90 {_pct(bfgs, 90):.0f}) "
+                  f"over {len(bfgs)} programs")
     for w in configs:
         run = runs["eqforge"][w]
         with_startup = n / (run["wall"] + run["startup"]) / summary[f"llmsr_{w}"]["programs_per_second"]

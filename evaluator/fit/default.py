@@ -83,6 +83,7 @@ def fit_default(model: RowModel, y: np.ndarray, opts: FitOptions,
         return res
     res.nfev += ref.nfev
     res.starts += 1
+    res.notes.extend(ref.notes)
     if ref.loss < res.loss:
         res.notes.append(f"LLM-SR's BFGS from ones is lower ({ref.loss:.6g} < {res.loss:.6g})")
         return FitResult(ref.params, ref.loss, res.nfev, res.starts, res.method + "+llmsr-bfgs", res.notes)
