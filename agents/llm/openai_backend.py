@@ -21,7 +21,8 @@ total timeout. So answers from such servers are streamed (``stream``: on for a b
 off for api.openai.com unless asked): ``timeout`` then bounds the silence between two
 pieces, not the whole answer. Each choice in completion style is ended on the client side
 once its function body is complete (``stops.StopScanner``, the rule the in-process engines
-use), in chat style once a fenced code block with a ``def`` has closed; when every choice
+use), in chat style once a fenced code block with a ``def`` has closed outside any reasoning
+trace (``chat_stop``; never for models whose template may open the trace); when every choice
 is over the stream is closed, which makes the server cancel the rest. Completion-style
 requests ask for at most ``BODY_TOKENS`` (one equation body). Each completion records
 whether the client cut it (``extra["cut"] = "client"``) or the token budget did
@@ -34,7 +35,6 @@ import asyncio
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,6 +46,7 @@ from eqforge.agents.llm.capabilities import (
     is_missing_chat_template,
     refused_parameter,
 )
+from eqforge.agents.llm.chat_stop import ChatStop, may_open_trace_in_template
 from eqforge.agents.llm.engines import BODY_TOKENS
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
 from eqforge.agents.llm.stops import StopScanner, cut
@@ -327,7 +328,9 @@ class OpenAIBackend(LLMBackend):
             stream = await client.completions.create(prompt=prompt.completion, stream=True, **opts, **params)
         else:
             stream = await client.chat.completions.create(messages=prompt.messages, stream=True, **opts, **params)
-        out = _Streamed([_StreamChoice(StopScanner(stops, style == "completion")) for _ in range(n)])
+        fence = style == "chat" and not may_open_trace_in_template(self.model)
+        out = _Streamed([_StreamChoice(StopScanner(stops, style == "completion"), ChatStop() if fence else None)
+                         for _ in range(n)])
         chunks = stream.__aiter__()
         deadline: float | None = None
         try:
@@ -447,14 +450,12 @@ class _GateSlot:
         await self.gate.release(self.started, ok=exc_type is None)
 
 
-_FENCED = re.compile(r"```[^\n]*\n(?:.*?\n)?\s*def .*?\n\s*```", re.S)
-
-
 @dataclass
 class _StreamChoice:
     """One choice of a streamed answer, shaped like the client's choice objects."""
 
     scanner: StopScanner
+    fence_stop: ChatStop | None = None  # chat style: end after the answer's fenced program
     text: str = ""
     finish_reason: str | None = None
     done: bool = False
@@ -485,8 +486,8 @@ class _StreamChoice:
             self.pieces += 1
             ended = self.scanner.feed(piece)
             self.text = self.scanner.text
-            if not ended and style == "chat" and (m := _FENCED.search(self.text)):
-                ended, self.text = True, self.text[: m.end()]
+            if not ended and self.fence_stop is not None and (end := self.fence_stop.feed(self.text)) is not None:
+                ended, self.text = True, self.text[:end]
             elif ended:
                 self.text = cut(self.text, self.scanner.stops, style == "completion")[0]
             if ended:
