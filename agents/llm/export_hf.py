@@ -51,6 +51,10 @@ def export_hf(out: str | Path, gguf: str | Path | None = None, *, dtype: str = "
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BackendError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    if gguf is not None:  # a wrong path is said first: it needs no heavy import to tell
+        src = Path(gguf).expanduser()
+        if not src.is_file():
+            raise BackendError(f"{src}: no such GGUF file")
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,10 +65,6 @@ def export_hf(out: str | Path, gguf: str | Path | None = None, *, dtype: str = "
         from eqforge.agents.llm.model_files import gemma_file
 
         src = gemma_file()
-    else:
-        src = Path(gguf).expanduser()
-        if not src.is_file():
-            raise BackendError(f"{src}: no such GGUF file")
     torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(dtype)
     if torch_dtype is None:
         raise BackendError(f"--dtype {dtype}: use bfloat16, float16 or float32")
