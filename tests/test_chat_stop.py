@@ -42,7 +42,8 @@ def test_a_block_without_def_does_not_end_it():
 
 @settings(max_examples=60, deadline=2000)
 @given(st.lists(st.integers(1, 9), min_size=1, max_size=6),
-       st.sampled_from(["", "<think>a</think>\n", f"<THINKING>\n{DRAFT}\n</THINKING>\n", "prose `x` and ``y`` inline\n"]))
+       st.sampled_from(["", "<think>a</think>\n", f"<THINKING>\n{DRAFT}\n</THINKING>\n",
+                        "prose `x` and ``y`` inline\n"]))
 def test_piece_sizes_do_not_change_where_it_ends(sizes, prefix):
     text = f"{prefix}{FINAL}\nafter"
     whole = ChatStop().feed(text)
@@ -58,8 +59,8 @@ def test_linear_on_hostile_streams():
 
 
 def test_reasoning_model_names():
-    for name in ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwq", "Qwen/QwQ-32B", "Qwen/Qwen3-8B", "openai/gpt-oss-20b",
-                 "my-thinking-model"):
+    for name in ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwq", "Qwen/QwQ-32B", "Qwen/Qwen3-8B",
+                 "openai/gpt-oss-20b", "my-thinking-model"):
         assert may_open_trace_in_template(name), name
     for name in ("gpt-4o-mini", "qwen", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "model", "gemma-3-270m"):
         assert not may_open_trace_in_template(name), name

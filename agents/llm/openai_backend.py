@@ -36,7 +36,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from eqforge.agents.llm.base import Completion, LLMBackend, PromptStyle, SamplingParams
@@ -49,7 +49,8 @@ from eqforge.agents.llm.capabilities import (
 from eqforge.agents.llm.chat_stop import ChatStop, may_open_trace_in_template
 from eqforge.agents.llm.engines import BODY_TOKENS
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
-from eqforge.agents.llm.stops import StopScanner, cut
+from eqforge.agents.llm.stops import StopScanner
+from eqforge.agents.llm.streaming import StreamChoice, Streamed, read_stream, reasoning_field
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
@@ -314,7 +315,7 @@ class OpenAIBackend(LLMBackend):
                 await asyncio.sleep(outcome["delay"])
 
     async def _streamed(self, prompt: Prompt, params: dict[str, Any], style: PromptStyle,
-                        sampling: SamplingParams) -> _Streamed:
+                        sampling: SamplingParams) -> Streamed:
         """One streamed request, each choice ended as soon as its program is complete."""
         o = self._openai
         n = int(params.get("n", 1))
@@ -329,27 +330,10 @@ class OpenAIBackend(LLMBackend):
         else:
             stream = await client.chat.completions.create(messages=prompt.messages, stream=True, **opts, **params)
         fence = style == "chat" and not may_open_trace_in_template(self.model)
-        out = _Streamed([_StreamChoice(StopScanner(stops, style == "completion"), ChatStop() if fence else None)
-                         for _ in range(n)])
-        chunks = stream.__aiter__()
-        deadline: float | None = None
+        out = Streamed([StreamChoice(StopScanner(stops, style == "completion"), ChatStop() if fence else None)
+                        for _ in range(n)])
         try:
-            while True:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    chunk = await asyncio.wait_for(chunks.__anext__(), wait)
-                except (StopAsyncIteration, TimeoutError):
-                    break  # the end, or every choice is over and the server is still writing
-                if getattr(chunk, "usage", None) is not None:
-                    out.usage = chunk.usage
-                for ch in getattr(chunk, "choices", None) or []:
-                    idx = int(getattr(ch, "index", 0) or 0)
-                    if idx < len(out.choices):
-                        out.choices[idx].feed(ch, style)
-                if deadline is None and all(c.done for c in out.choices) and any(c.cut for c in out.choices):
-                    # every program is complete: wait briefly for the usage chunk of a server
-                    # that was finishing anyway, then close (the server cancels the rest)
-                    deadline = time.monotonic() + self.USAGE_GRACE
+            await read_stream(stream, out, style, self.USAGE_GRACE)
         except o.APIError:
             raise
         except Exception as exc:  # noqa: BLE001 - the HTTP library's own errors while reading
@@ -397,7 +381,7 @@ class OpenAIBackend(LLMBackend):
         c_tok = getattr(usage, "completion_tokens", None)
         details = getattr(usage, "completion_tokens_details", None)
         r_tok = getattr(details, "reasoning_tokens", None) if details is not None else None
-        if c_tok is None and isinstance(resp, _Streamed):
+        if c_tok is None and isinstance(resp, Streamed):
             c_tok = sum(c.pieces for c in resp.choices)  # a stream closed early has no usage: pieces ~ tokens
         out = []
         for ch in choices:
@@ -407,7 +391,7 @@ class OpenAIBackend(LLMBackend):
             else:
                 msg = getattr(ch, "message", None)
                 text = (getattr(msg, "content", None) or "") if msg is not None else ""
-                reasoning = _reasoning_field(msg)
+                reasoning = reasoning_field(msg)
             finish = getattr(ch, "finish_reason", None)
             error = None
             extra: dict[str, Any] = {"prompt_style": style}
@@ -450,60 +434,6 @@ class _GateSlot:
         await self.gate.release(self.started, ok=exc_type is None)
 
 
-@dataclass
-class _StreamChoice:
-    """One choice of a streamed answer, shaped like the client's choice objects."""
-
-    scanner: StopScanner
-    fence_stop: ChatStop | None = None  # chat style: end after the answer's fenced program
-    text: str = ""
-    finish_reason: str | None = None
-    done: bool = False
-    cut: bool = False
-    pieces: int = 0
-    reasoning_content: str = ""
-
-    @property
-    def message(self) -> _StreamChoice:  # chat style reads ``choice.message.content``
-        return self
-
-    @property
-    def content(self) -> str:
-        return self.text
-
-    def feed(self, ch: Any, style: PromptStyle) -> None:
-        if self.done:
-            return
-        if style == "completion":
-            piece = getattr(ch, "text", "") or ""
-        else:
-            delta = getattr(ch, "delta", None)
-            piece = (getattr(delta, "content", None) or "") if delta is not None else ""
-            trace = _reasoning_field(delta)
-            if trace:
-                self.reasoning_content += trace
-        if piece:
-            self.pieces += 1
-            ended = self.scanner.feed(piece)
-            self.text = self.scanner.text
-            if not ended and self.fence_stop is not None and (end := self.fence_stop.feed(self.text)) is not None:
-                ended, self.text = True, self.text[:end]
-            elif ended:
-                self.text = cut(self.text, self.scanner.stops, style == "completion")[0]
-            if ended:
-                self.done, self.cut, self.finish_reason = True, True, "stop"
-                return
-        if getattr(ch, "finish_reason", None):
-            self.done, self.finish_reason = True, ch.finish_reason
-
-
-@dataclass
-class _Streamed:
-    choices: list[_StreamChoice]
-    usage: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class _Answer:
     def __init__(self, response: Any, style: PromptStyle) -> None:
         self.response = response
@@ -517,19 +447,6 @@ class _Failure:
 
 
 _NEEDS_SINGLE = object()  # the server refused n > 1: ask again one sample per request
-
-
-def _reasoning_field(msg: Any) -> str | None:
-    """A separate reasoning trace (vLLM's ``reasoning_content``, others' ``reasoning``)."""
-    if msg is None:
-        return None
-    for name in ("reasoning_content", "reasoning"):
-        value = getattr(msg, name, None)
-        if value is None:
-            value = (getattr(msg, "model_extra", None) or {}).get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def _with_seed(sampling: SamplingParams, i: int) -> SamplingParams:
