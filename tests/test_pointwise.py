@@ -7,6 +7,10 @@ scores; a problem that opts out (``pointwise = false``) says so in the fit recor
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +145,19 @@ def test_honest_corpus_has_no_row_coupling(corpus_programs: list[dict], llmsr_da
             results = ev.evaluate_many([p["code"] for p in items])
         bad.update({p["id"]: r.detail for p, r in zip(items, results, strict=True) if r.error == pointwise.REASON})
     assert bad == {}, bad
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="already an ordinary user: the other tests are the check")
+def test_as_an_ordinary_user(shared_dir: Path) -> None:
+    """The contract's attacks again as ``nobody``: the checks are trusted code, so they hold
+    with the unprivileged walls too (no per-candidate uid, no cgroups)."""
+    tests = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
+    env["EQFORGE_SHARED"] = str(shared_dir)
+    cmd = [sys.executable, str(tests / "asuser.py"), sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           "-m", "not slow", str(tests / "test_pointwise.py")]
+    proc = subprocess.run(cmd, cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True, timeout=900)
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in tail and "skipped" not in tail.split("passed")[-1][:40], tail
