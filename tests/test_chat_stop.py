@@ -64,3 +64,40 @@ def test_reasoning_model_names():
         assert may_open_trace_in_template(name), name
     for name in ("gpt-4o-mini", "qwen", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "model", "gemma-3-270m"):
         assert not may_open_trace_in_template(name), name
+
+
+def test_a_stream_dropped_mid_answer_is_interrupted_not_an_answer():
+    """llama.cpp's server ends a stream with no finish reason when another request arrives."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from eqforge.agents.llm.stops import StopScanner
+    from eqforge.agents.llm.streaming import StreamChoice, Streamed, StreamInterrupted, read_stream
+
+    class Chunks:
+        def __init__(self, finish):
+            def chunk(text, reason):
+                return SimpleNamespace(usage=None, choices=[SimpleNamespace(index=0, text=text, finish_reason=reason)])
+
+            self.items = [chunk("    y = x", None)] + ([chunk("", "stop")] if finish else [])
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            if not self.items:
+                raise StopAsyncIteration
+            return self.items.pop(0)
+
+    def streamed():
+        return Streamed([StreamChoice(StopScanner(("\ndef ",), True))])
+
+    out = streamed()
+    asyncio.run(read_stream(Chunks(finish=True), out, "completion", 0.1))
+    assert out.choices[0].finish_reason == "stop" and out.choices[0].text == "    y = x"
+    try:
+        asyncio.run(read_stream(Chunks(finish=False), streamed(), "completion", 0.1))
+    except StreamInterrupted:
+        pass
+    else:
+        raise AssertionError("a stream that ended mid-answer was taken as an answer")

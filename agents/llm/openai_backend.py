@@ -50,7 +50,7 @@ from eqforge.agents.llm.chat_stop import ChatStop, may_open_trace_in_template
 from eqforge.agents.llm.engines import BODY_TOKENS
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
 from eqforge.agents.llm.stops import StopScanner
-from eqforge.agents.llm.streaming import StreamChoice, Streamed, read_stream, reasoning_field
+from eqforge.agents.llm.streaming import StreamChoice, Streamed, StreamInterrupted, read_stream, reasoning_field
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
@@ -255,6 +255,12 @@ class OpenAIBackend(LLMBackend):
                     resp = await client.chat.completions.create(messages=prompt.messages, **params)
                 outcome["ok"] = True
                 return _Answer(resp, style)
+            except StreamInterrupted:
+                if self.stream:
+                    self.stream = False
+                    self._adapt("stream", "off", "the server ended a streamed answer before it finished (as "
+                                "llama.cpp's server does when another request arrives); asking without streaming")
+                continue
             except o.RateLimitError as exc:
                 if _code(exc) == "insufficient_quota":
                     raise BackendError(f"{self.name}: quota exhausted ({_msg(exc)}); check the plan and billing "
@@ -334,7 +340,7 @@ class OpenAIBackend(LLMBackend):
                         for _ in range(n)])
         try:
             await read_stream(stream, out, style, self.USAGE_GRACE)
-        except o.APIError:
+        except (o.APIError, StreamInterrupted):
             raise
         except Exception as exc:  # noqa: BLE001 - the HTTP library's own errors while reading
             request = getattr(getattr(stream, "response", None), "request", None)
@@ -381,8 +387,10 @@ class OpenAIBackend(LLMBackend):
         c_tok = getattr(usage, "completion_tokens", None)
         details = getattr(usage, "completion_tokens_details", None)
         r_tok = getattr(details, "reasoning_tokens", None) if details is not None else None
-        if c_tok is None and isinstance(resp, Streamed):
-            c_tok = sum(c.pieces for c in resp.choices)  # a stream closed early has no usage: pieces ~ tokens
+        if isinstance(resp, Streamed):
+            # a stream closed early has no final usage (or only an earlier chunk's running count,
+            # llama.cpp's first chunk says 0): each piece is about one token, a lower bound
+            c_tok = max(c_tok or 0, sum(c.pieces for c in resp.choices)) or None
         out = []
         for ch in choices:
             reasoning = None

@@ -22,6 +22,14 @@ from eqforge.agents.llm.chat_stop import ChatStop
 from eqforge.agents.llm.stops import StopScanner, cut
 
 
+class StreamInterrupted(Exception):
+    """A stream ended with a choice that neither finished nor was cut: the server dropped it.
+
+    llama.cpp's server does this to a stream when another request arrives
+    (``interrupt_requests``), which is what happens when ``n`` is split into concurrent
+    single requests. The backend then asks again without streaming."""
+
+
 @dataclass
 class StreamChoice:
     """One choice of a streamed answer, shaped like the client's choice objects."""
@@ -78,7 +86,10 @@ class Streamed:
 
 async def read_stream(stream: Any, out: Streamed, style: PromptStyle, grace: float) -> None:
     """Feed ``stream``'s chunks into ``out`` until it ends, or ``grace`` seconds after every
-    choice is complete (time for the usage chunk of a server that was finishing anyway)."""
+    choice is complete (time for the usage chunk of a server that was finishing anyway).
+
+    Raises ``StreamInterrupted`` when the stream ended under a choice that had begun but
+    neither finished nor was cut."""
     chunks = stream.__aiter__()
     deadline: float | None = None
     while True:
@@ -97,6 +108,8 @@ async def read_stream(stream: Any, out: Streamed, style: PromptStyle, grace: flo
             # every program is complete: wait briefly for the usage chunk of a server
             # that was finishing anyway, then close (the server cancels the rest)
             deadline = time.monotonic() + grace
+    if any(c.pieces and not c.done for c in out.choices):
+        raise StreamInterrupted
 
 
 def reasoning_field(msg: Any) -> str | None:
