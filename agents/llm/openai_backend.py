@@ -50,7 +50,13 @@ from eqforge.agents.llm.chat_stop import ChatStop, may_open_trace_in_template
 from eqforge.agents.llm.engines import BODY_TOKENS
 from eqforge.agents.llm.ratelimit import RateGate, retry_after
 from eqforge.agents.llm.stops import StopScanner
-from eqforge.agents.llm.streaming import StreamChoice, Streamed, StreamInterrupted, read_stream, reasoning_field
+from eqforge.agents.llm.streaming import (
+    StreamChoice,
+    Streamed,
+    StreamInterrupted,
+    choice_parts,
+    read_stream,
+)
 from eqforge.errors import BackendError
 from eqforge.prompts.prompt import COMPLETION_STOPS, Prompt
 
@@ -393,13 +399,7 @@ class OpenAIBackend(LLMBackend):
             c_tok = max(c_tok or 0, sum(c.pieces for c in resp.choices)) or None
         out = []
         for ch in choices:
-            reasoning = None
-            if style == "completion":
-                text = getattr(ch, "text", "") or ""
-            else:
-                msg = getattr(ch, "message", None)
-                text = (getattr(msg, "content", None) or "") if msg is not None else ""
-                reasoning = reasoning_field(msg)
+            text, reasoning = choice_parts(ch, style, "message")
             finish = getattr(ch, "finish_reason", None)
             error = None
             extra: dict[str, Any] = {"prompt_style": style}

@@ -54,14 +54,9 @@ class StreamChoice:
     def feed(self, ch: Any, style: PromptStyle) -> None:
         if self.done:
             return
-        if style == "completion":
-            piece = getattr(ch, "text", "") or ""
-        else:
-            delta = getattr(ch, "delta", None)
-            piece = (getattr(delta, "content", None) or "") if delta is not None else ""
-            trace = reasoning_field(delta)
-            if trace:
-                self.reasoning_content += trace
+        piece, trace = choice_parts(ch, style, "delta")
+        if trace:
+            self.reasoning_content += trace
         if piece:
             self.pieces += 1
             ended = self.scanner.feed(piece)
@@ -123,3 +118,14 @@ def reasoning_field(msg: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def choice_parts(ch: Any, style: PromptStyle, part: str) -> tuple[str, str | None]:
+    """A choice's text and its separate reasoning trace, if any: ``part`` is ``"delta"`` for
+    a streamed chunk's choice and ``"message"`` for a whole answer's (chat style only)."""
+    if style == "completion":
+        return getattr(ch, "text", "") or "", None
+    msg = getattr(ch, part, None)
+    if msg is None:
+        return "", None
+    return getattr(msg, "content", None) or "", reasoning_field(msg)
